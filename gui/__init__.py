@@ -1,0 +1,1 @@
+"""The front panel (PyQt5 + pyqtgraph on PyMeasure display)."""

@@ -1,0 +1,1 @@
+"""The simulated SourceMeter: skin phantom, SMU model, faults, pyvisa backend."""

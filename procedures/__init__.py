@@ -1,0 +1,1 @@
+"""The protocol layer: Procedures, plan, safety rules, results, command line."""

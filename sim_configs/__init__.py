@@ -1,0 +1,1 @@
+"""pyvisa-sim device definitions shipped as package data."""
