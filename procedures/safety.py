@@ -1,0 +1,768 @@
+"""Safety rules and the monitor that applies them: readings in, verdicts out.
+
+The monitor is pure: no I/O, no clock. The procedure hands it one `Sample` per tick (protocol
+units: mA, V, s, mA·min) and acts on the verdicts: an ABORT switches the output off at once,
+a WARN is recorded as an event. Each rule is a small named object holding its threshold and
+the sentence it says when it trips (the model is Bluesky's suspenders). Rule names are a
+contract: they appear in results files, summaries and exit codes.
+
+Priority (the first ABORT names the cause): instrument-fault, stale-data, overcurrent,
+current-density, impedance-high, compliance, impedance-low, impedance-drop, regulation,
+dose-cap; then warnings (near-compliance). `impedance-high` comes before `compliance` so an
+open circuit, which also drives the voltage to compliance, is reported as lost contact.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ionto_instruments.source import MAX_COMPLIANCE_V, MAX_CURRENT_A, MAX_DENSITY_MA_CM2
+
+if TYPE_CHECKING:
+    from ionto_instruments.source import Reading
+
+#: The phases of a run, in order. Only overcurrent (plus instrument-fault and stale-data,
+#: which do not look at a sample) applies during "contact-check": it has its own evaluation.
+PHASES: tuple[str, ...] = ("contact-check", "ramp-up", "hold", "ramp-down")
+RUN_PHASES: frozenset[str] = frozenset({"ramp-up", "hold", "ramp-down"})
+ALL_PHASES: frozenset[str] = frozenset(PHASES)
+
+#: Below this |current| (mA) V/I is meaningless: `Sample.impedance_kohm` is NaN.
+MIN_DIVISOR_MA = 1e-6
+
+#: Slack on time comparisons (s), so a gap of exactly N intervals computed in floating point
+#: (2.2 - 1.2 = 1.0000000000000002) does not count as longer than N intervals.
+TIME_EPSILON_S = 1e-9
+
+#: Largest dose per electrode (facts.md: ActivaDose II, Dupel B.L.U.E.); the cap may be lower.
+MAX_DOSE_CAP_MA_MIN = 80.0
+
+#: The stable rule names in priority order (ABORT rules, the pre-run contact check, then the
+#: warning). They appear in results files, summaries and exit codes: do not rename them.
+RULE_NAMES: tuple[str, ...] = (
+    "instrument-fault",
+    "stale-data",
+    "overcurrent",
+    "current-density",
+    "impedance-high",
+    "compliance",
+    "impedance-low",
+    "impedance-drop",
+    "regulation",
+    "dose-cap",
+    "contact-check",
+    "near-compliance",
+)
+
+
+def _num(value: float) -> str:
+    """Format a measured number for a sentence: 4 significant digits, no exponent above 1e-4."""
+    if math.isnan(value):
+        return "not a number"
+    if math.isinf(value):
+        return "infinite"
+    if abs(value) >= 1000:
+        return f"{value:.0f}"
+    return f"{value:.4g}"
+
+
+def _pct(fraction: float) -> str:
+    """Format a fraction as a percentage for a sentence ("95 %")."""
+    return f"{_num(fraction * 100)} %"
+
+
+def _one_line(text: str) -> str:
+    """Collapse whitespace (newlines included) so a sentence stays on one line of a file."""
+    return " ".join(str(text).split())
+
+
+# -- data ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One tick of the sampling loop in protocol units; the setpoint is the one in effect."""
+
+    t: float
+    phase: str
+    setpoint_mA: float
+    current_mA: float
+    voltage_V: float
+    compliance: bool
+    dose_mA_min: float
+
+    def __post_init__(self) -> None:
+        if self.phase not in ALL_PHASES:
+            raise ValueError(f"unknown phase {self.phase!r}: expected one of {', '.join(PHASES)}")
+
+    @property
+    def impedance_kohm(self) -> float:
+        """Return |V/I| in kΩ (V over mA), or NaN when |I| < 1e-6 mA."""
+        if not abs(self.current_mA) >= MIN_DIVISOR_MA:
+            return math.nan
+        return abs(self.voltage_V / self.current_mA)
+
+    def density(self, area_cm2: float) -> float:
+        """Return the measured current density |I|/area in mA/cm²."""
+        return abs(self.current_mA) / area_cm2
+
+    @classmethod
+    def from_reading(cls, reading: Reading, *, t: float, phase: str, setpoint_mA: float,
+                     dose_mA_min: float) -> Sample:
+        """Build a sample from a source `Reading` (SI units), converting A to mA."""
+        return cls(t=t, phase=phase, setpoint_mA=setpoint_mA, current_mA=reading.current * 1e3,
+                   voltage_V=reading.voltage, compliance=bool(reading.compliance),
+                   dose_mA_min=dose_mA_min)
+
+
+class Level(enum.IntEnum):
+    """How serious a verdict is: OK, WARN (record and go on) or ABORT (output off now)."""
+
+    OK = 0
+    WARN = 1
+    ABORT = 2
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a rule concluded about one tick: level, rule name, one-line sentence, run time."""
+
+    level: Level
+    rule: str
+    message: str
+    t: float
+
+    def __str__(self) -> str:
+        return f"{self.level.name} {self.rule} at {self.t:.1f} s: {self.message}"
+
+
+@dataclass(frozen=True)
+class SafetyConfig:
+    """Every threshold of the safety rules, with defaults that never trip on normal skin.
+
+    Units: mA, V, kΩ, s; fractions 0..1. `stale_after_s=None` means 3 sample intervals.
+    """
+
+    target_mA: float
+    compliance_V: float
+    electrode_area_cm2: float = 10.0
+    max_density_mA_cm2: float = 0.5
+    sample_interval_s: float = 0.2
+    dose_cap_mA_min: float = 80.0
+    # overcurrent: |I| > |target| + max(fraction x |target|, margin), or > ceiling x (1 + tol)
+    max_current_mA: float = MAX_CURRENT_A * 1e3
+    overcurrent_fraction: float = 0.10
+    overcurrent_margin_mA: float = 0.1
+    # measurement tolerance on the density limit and the 4 mA ceiling (noise at the limit)
+    measurement_tolerance: float = 0.02
+    # compliance: instrument flag, or |V| >= fraction x compliance voltage
+    compliance_fraction: float = 0.95
+    # regulation: |I - Iset| > max(fraction x |Iset|, floor) for longer than duration
+    regulation_fraction: float = 0.05
+    regulation_floor_mA: float = 0.02
+    regulation_duration_s: float = 1.0
+    # impedance rules judge V/I only at or above this current (ramp-start noise, offsets)
+    impedance_min_current_mA: float = 0.1
+    impedance_drop_fraction: float = 0.60
+    impedance_drop_window_s: float = 2.0
+    impedance_low_kohm: float = 0.5
+    impedance_high_kohm: float = 100.0
+    current_collapse_fraction: float = 0.10
+    # stale data: no valid reading for longer than this (None: 3 sample intervals)
+    stale_after_s: float | None = None
+    # near-compliance warning with hysteresis
+    voltage_warn_fraction: float = 0.80
+    voltage_rearm_fraction: float = 0.75
+    # pre-run contact check
+    contact_min_kohm: float = 0.5
+    contact_max_kohm: float = 100.0
+    contact_voltage_fraction: float = 0.80
+    # how much recent history the monitor keeps (bounded)
+    history_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        target = abs(self.target_mA)
+        _require(0 < self.max_current_mA <= MAX_CURRENT_A * 1e3,
+                 f"max_current_mA must be in (0, {_num(MAX_CURRENT_A * 1e3)}] mA")
+        _require(0 < target <= self.max_current_mA,
+                 f"target current {_num(self.target_mA)} mA must be non-zero and at most "
+                 f"{_num(self.max_current_mA)} mA")
+        _require(0 < self.compliance_V <= MAX_COMPLIANCE_V,
+                 f"compliance voltage {_num(self.compliance_V)} V must be in "
+                 f"(0, {_num(MAX_COMPLIANCE_V)}] V")
+        _require(self.electrode_area_cm2 > 0, "electrode area must be positive")
+        _require(0 < self.max_density_mA_cm2 <= MAX_DENSITY_MA_CM2,
+                 f"maximum current density must be in (0, {_num(MAX_DENSITY_MA_CM2)}] mA/cm²")
+        density = target / self.electrode_area_cm2
+        _require(density <= self.max_density_mA_cm2 * (1 + 1e-9),
+                 f"target {_num(target)} mA over {_num(self.electrode_area_cm2)} cm² is "
+                 f"{_num(density)} mA/cm², above the {_num(self.max_density_mA_cm2)} mA/cm² "
+                 f"limit: use a larger electrode or a lower current")
+        _require(0 < self.dose_cap_mA_min <= MAX_DOSE_CAP_MA_MIN,
+                 f"dose cap must be in (0, {_num(MAX_DOSE_CAP_MA_MIN)}] mA·min")
+        for name in ("sample_interval_s", "overcurrent_margin_mA", "regulation_floor_mA",
+                     "regulation_duration_s", "impedance_min_current_mA",
+                     "impedance_drop_window_s", "impedance_low_kohm", "impedance_high_kohm",
+                     "contact_min_kohm", "contact_max_kohm", "history_s"):
+            _require(getattr(self, name) > 0, f"{name} must be positive")
+        for name in ("overcurrent_fraction", "measurement_tolerance", "compliance_fraction",
+                     "regulation_fraction", "impedance_drop_fraction",
+                     "current_collapse_fraction", "voltage_warn_fraction",
+                     "voltage_rearm_fraction", "contact_voltage_fraction"):
+            _require(0 <= getattr(self, name) <= 1, f"{name} must be a fraction in [0, 1]")
+        _require(self.impedance_low_kohm < self.impedance_high_kohm,
+                 "impedance_low_kohm must be below impedance_high_kohm")
+        _require(self.contact_min_kohm < self.contact_max_kohm,
+                 "contact_min_kohm must be below contact_max_kohm")
+        _require(self.voltage_rearm_fraction < self.voltage_warn_fraction,
+                 "voltage_rearm_fraction must be below voltage_warn_fraction")
+        _require(self.stale_after_s is None or self.stale_after_s > 0,
+                 "stale_after_s must be positive (or None for 3 sample intervals)")
+
+    @property
+    def stale_limit_s(self) -> float:
+        """Seconds without a valid reading before stale-data trips (default 3 intervals)."""
+        if self.stale_after_s is None:
+            return 3.0 * self.sample_interval_s
+        return self.stale_after_s
+
+
+def _require(condition: bool, message: str) -> None:
+    """Raise ValueError with `message` unless `condition` holds (config validation)."""
+    if not condition:
+        raise ValueError(message)
+
+
+class History:
+    """The monitor's bounded memory of recent valid samples, oldest first.
+
+    Rules see the samples *before* the one being checked; the monitor appends it afterwards.
+    """
+
+    def __init__(self, maxlen: int) -> None:
+        self._samples: deque[Sample] = deque(maxlen=maxlen)
+
+    @property
+    def maxlen(self) -> int:
+        """The most samples kept."""
+        return self._samples.maxlen or 0
+
+    def append(self, sample: Sample) -> None:
+        """Remember `sample`, forgetting the oldest when full."""
+        self._samples.append(sample)
+
+    def clear(self) -> None:
+        """Forget everything."""
+        self._samples.clear()
+
+    @property
+    def last(self) -> Sample | None:
+        """The most recent sample, or None when empty."""
+        return self._samples[-1] if self._samples else None
+
+    def since(self, t0: float) -> list[Sample]:
+        """Return the kept samples with t >= t0, oldest first."""
+        out: list[Sample] = []
+        for sample in reversed(self._samples):
+            if sample.t < t0:
+                break
+            out.append(sample)
+        out.reverse()
+        return out
+
+    def __len__(self) -> int:
+        return len(self._samples)
+
+    def __iter__(self) -> Iterator[Sample]:
+        return iter(self._samples)
+
+
+# -- rules -----------------------------------------------------------------------------------
+
+
+class Rule(ABC):
+    """One safety condition: a stable name, a level, the phases it watches, and `check`.
+
+    Subclass it for a custom rule: set `name` (and `level`, `phases` if needed), implement
+    `check` returning `self.trip(sample, sentence)` or None; keep state small and `reset` it.
+    """
+
+    name: str = "custom"
+    level: Level = Level.ABORT
+    phases: frozenset[str] = RUN_PHASES
+
+    @abstractmethod
+    def check(self, sample: Sample, history: History) -> Verdict | None:
+        """Return a Verdict when the rule trips on `sample`, else None."""
+
+    def reset(self) -> None:
+        """Forget any state kept between ticks (start of a new run)."""
+        return None
+
+    def trip(self, sample: Sample, message: str) -> Verdict:
+        """Build this rule's verdict for `sample` with a one-line sentence."""
+        return Verdict(self.level, self.name, _one_line(message), sample.t)
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({fields})"
+
+
+class OvercurrentRule(Rule):
+    """|I| above |target| by a margin, or above the device ceiling: trips at once, any phase."""
+
+    name = "overcurrent"
+    phases = ALL_PHASES
+
+    def __init__(self, target_mA: float, fraction: float = 0.10, margin_mA: float = 0.1,
+                 ceiling_mA: float = 4.0, tolerance: float = 0.02) -> None:
+        self.target_mA = abs(target_mA)
+        self.limit_mA = self.target_mA + max(fraction * self.target_mA, margin_mA)
+        self.ceiling_mA = ceiling_mA
+        self.ceiling_limit_mA = ceiling_mA * (1 + tolerance)
+
+    def check(self, sample: Sample, history: History) -> Verdict | None:
+        current = abs(sample.current_mA)
+        if current > self.ceiling_limit_mA:
+            return self.trip(sample, (
+                f"Overcurrent: {_num(current)} mA measured, above the {_num(self.ceiling_mA)} mA "
+                f"ceiling of this device class (limit {_num(self.ceiling_limit_mA)} mA with "
+                f"measurement tolerance). Check the instrument's source range and settings, and "
+                f"have the instrument serviced before further use."))
+        if current > self.limit_mA:
+            return self.trip(sample, (
+                f"Overcurrent: {_num(current)} mA measured against a target of "
+                f"{_num(self.target_mA)} mA (limit {_num(self.limit_mA)} mA). Check the current "
+                f"setting and the instrument's source range; the source is not holding the set "
+                f"current."))
+        return None
+
+
+class CurrentDensityRule(Rule):
+    """Measured |I|/area above the density limit (plus measurement tolerance): trips at once."""
+
+    name = "current-density"
+
+    def __init__(self, area_cm2: float, max_density_mA_cm2: float,
+                 tolerance: float = 0.02) -> None:
+        self.area_cm2 = area_cm2
+        self.max_density_mA_cm2 = max_density_mA_cm2
+        self.limit_mA_cm2 = max_density_mA_cm2 * (1 + tolerance)
+
+    def check(self, sample: Sample, history: History) -> Verdict | None:
+        density = sample.density(self.area_cm2)
+        if density > self.limit_mA_cm2:
+            return self.trip(sample, (
+                f"Current density {_num(density)} mA/cm² ({_num(abs(sample.current_mA))} mA over "
+                f"{_num(self.area_cm2)} cm²) is above the limit of "
+                f"{_num(self.max_density_mA_cm2)} mA/cm² (trip at {_num(self.limit_mA_cm2)} "
+                f"mA/cm² with measurement tolerance). Check the electrode area setting and the "
+                f"current setting."))
+        return None
+
+
+class ImpedanceHighRule(Rule):
+    """Contact lost: |V/I| above a ceiling or |I| below 10 % of |Iset|, once |Iset| >= 0.1 mA.
+
+    Ranked before compliance, which an open circuit also reaches, so the cause is named.
+    """
+
+    name = "impedance-high"
+    _advice = ("Check that the patch is attached, the gel is moist, and the leads are "
+               "connected.")
+
+    def __init__(self, max_kohm: float = 100.0, collapse_fraction: float = 0.10,
+                 min_setpoint_mA: float = 0.1) -> None:
+        self.max_kohm = max_kohm
+        self.collapse_fraction = collapse_fraction
+        self.min_setpoint_mA = min_setpoint_mA
+
+    def check(self, sample: Sample, history: History) -> Verdict | None:
+        setpoint = abs(sample.setpoint_mA)
+        if setpoint < self.min_setpoint_mA:
+            return None
+        impedance = sample.impedance_kohm
+        if impedance > self.max_kohm:
+            return self.trip(sample, (
+                f"Contact lost: impedance rose to {_num(impedance)} kΩ "
+                f"(limit {_num(self.max_kohm)} kΩ). {self._advice}"))
+        current = abs(sample.current_mA)
+        floor = self.collapse_fraction * setpoint
+        if current < floor:
+            return self.trip(sample, (
+                f"Contact lost: current collapsed to {_num(current)} mA against a setpoint of "
+                f"{_num(setpoint)} mA (limit {_pct(self.collapse_fraction)} of the setpoint, "
+                f"{_num(floor)} mA). {self._advice}"))
+        return None
+
+
+class ComplianceRule(Rule):
+    """The instrument's compliance flag, or |V| at 95 % of compliance: current not regulated."""
+
+    name = "compliance"
+
+    def __init__(self, compliance_V: float, fraction: float = 0.95) -> None:
+        self.compliance_V = compliance_V
+        self.fraction = fraction
+        self.limit_V = fraction * compliance_V
+
+    def check(self, sample: Sample, history: History) -> Verdict | None:
+        voltage = abs(sample.voltage_V)
+        advice = ("Check the patch contact and the gel (skin or electrode drying out raises "
+                  "the resistance), or lower the current.")
+        if voltage >= self.limit_V:
+            return self.trip(sample, (
+                f"Compliance: the voltage reached {_num(voltage)} V (limit "
+                f"{_pct(self.fraction)} of the {_num(self.compliance_V)} V compliance, "
+                f"{_num(self.limit_V)} V), so the current is no longer regulated. {advice}"))
+        if sample.compliance:
+            return self.trip(sample, (
+                f"Compliance: the instrument reports compliance at {_num(voltage)} V "
+                f"(compliance voltage {_num(self.compliance_V)} V), so the current is no "
+                f"longer regulated. {advice}"))
+        return None
+
+
+class ImpedanceLowRule(Rule):
+    """|V/I| below a floor: a short between the electrodes. Judged when |I| >= 0.1 mA."""
+
+    name = "impedance-low"
+
+    def __init__(self, min_kohm: float = 0.5, min_current_mA: float = 0.1) -> None:
+        self.min_kohm = min_kohm
+        self.min_current_mA = min_current_mA
+
+    def check(self, sample: Sample, history: History) -> Verdict | None:
+        if abs(sample.current_mA) < self.min_current_mA:
+            return None
+        impedance = sample.impedance_kohm
+        if impedance < self.min_kohm:
+            return self.trip(sample, (
+                f"Short circuit: impedance fell to {_num(impedance)} kΩ (floor "
+                f"{_num(self.min_kohm)} kΩ). Check that the electrodes and their leads do not "
+                f"touch, that no gel bridges them, and that no jewellery or metal is under the "
+                f"patch."))
+        return None
+
+
+class ImpedanceDropRule(Rule):
+    """Impedance under 60 % of its maximum of the last 2 s: current crowding into a hot spot.
+
+    Skin under DC decays over minutes, not seconds; only run samples with |I| >= 0.1 mA count.
+    """
+
+    name = "impedance-drop"
+
+    def __init__(self, fraction: float = 0.60, window_s: float = 2.0,
+                 min_current_mA: float = 0.1) -> None:
+        self.fraction = fraction
+        self.window_s = window_s
+        self.min_current_mA = min_current_mA
+
+    def _counts(self, sample: Sample) -> bool:
+        return (sample.phase in RUN_PHASES and abs(sample.current_mA) >= self.min_current_mA
+                and math.isfinite(sample.impedance_kohm))
+
+    def check(self, sample: Sample, history: History) -> Verdict | None:
+        if not self._counts(sample):
+            return None
+        peak = max((s.impedance_kohm for s in history.since(sample.t - self.window_s)
+                    if self._counts(s)), default=math.nan)
+        if not peak > 0:
+            return None
+        impedance = sample.impedance_kohm
+        if impedance < self.fraction * peak:
+            return self.trip(sample, (
+                f"Impedance drop: impedance fell to {_num(impedance)} kΩ, "
+                f"{_pct(impedance / peak)} of its maximum of {_num(peak)} kΩ in the last "
+                f"{_num(self.window_s)} s (limit {_pct(self.fraction)}): current may be "
+                f"concentrating in a hot spot. Check the skin under the patch for redness or "
+                f"burning, and the patch for lifted edges or dried gel."))
+        return None
+
+
+class RegulationRule(Rule):
+    """|I − Iset| beyond max(5 % of |Iset|, 0.02 mA) continuously for longer than 1 s.
+
+    A reading matching the previous tick's setpoint also passes (a reading just before a step).
+    """
+
+    name = "regulation"
+
+    def __init__(self, fraction: float = 0.05, floor_mA: float = 0.02,
+                 duration_s: float = 1.0) -> None:
+        self.fraction = fraction
+        self.floor_mA = floor_mA
+        self.duration_s = duration_s
+        self._since: float | None = None
+
+    def reset(self) -> None:
+        self._since = None
+
+    def tolerance_mA(self, setpoint_mA: float) -> float:
+        """The allowed |I − Iset| at this setpoint."""
+        return max(self.fraction * abs(setpoint_mA), self.floor_mA)
+
+    def _ok(self, current: float, setpoint: float) -> bool:
+        return abs(current - setpoint) <= self.tolerance_mA(setpoint)
+
+    def check(self, sample: Sample, history: History) -> Verdict | None:
+        previous = history.last
+        if self._ok(sample.current_mA, sample.setpoint_mA) or (
+                previous is not None and previous.phase in RUN_PHASES
+                and self._ok(sample.current_mA, previous.setpoint_mA)):
+            self._since = None
+            return None
+        if self._since is None:
+            self._since = sample.t
+        lasted = sample.t - self._since
+        if lasted > self.duration_s + TIME_EPSILON_S:
+            return self.trip(sample, (
+                f"Current not regulated: {_num(sample.current_mA)} mA measured against a "
+                f"setpoint of {_num(sample.setpoint_mA)} mA for {_num(lasted)} s (tolerance "
+                f"{_num(self.tolerance_mA(sample.setpoint_mA))} mA for at most "
+                f"{_num(self.duration_s)} s). Check the leads and the electrode contact, and "
+                f"the instrument's source settings."))
+        return None
+
+
+class DoseCapRule(Rule):
+    """The delivered dose (integrated |measured current|) above the cap per electrode."""
+
+    name = "dose-cap"
+
+    def __init__(self, cap_mA_min: float = 80.0) -> None:
+        self.cap_mA_min = cap_mA_min
+
+    def check(self, sample: Sample, history: History) -> Verdict | None:
+        if sample.dose_mA_min > self.cap_mA_min:
+            return self.trip(sample, (
+                f"Dose cap: {_num(sample.dose_mA_min)} mA·min delivered, above the cap of "
+                f"{_num(self.cap_mA_min)} mA·min per electrode. Check the protocol's current "
+                f"and duration; do not continue with this electrode."))
+        return None
+
+
+class NearComplianceWarning(Rule):
+    """WARN once when |V| reaches 80 % of compliance; re-arm when it falls below 75 %."""
+
+    name = "near-compliance"
+    level = Level.WARN
+
+    def __init__(self, compliance_V: float, warn_fraction: float = 0.80,
+                 rearm_fraction: float = 0.75) -> None:
+        self.compliance_V = compliance_V
+        self.warn_fraction = warn_fraction
+        self.rearm_fraction = rearm_fraction
+        self.warn_V = warn_fraction * compliance_V
+        self.rearm_V = rearm_fraction * compliance_V
+        self._armed = True
+
+    def reset(self) -> None:
+        self._armed = True
+
+    def check(self, sample: Sample, history: History) -> Verdict | None:
+        voltage = abs(sample.voltage_V)
+        if not self._armed:
+            if voltage < self.rearm_V:
+                self._armed = True
+            return None
+        if voltage >= self.warn_V:
+            self._armed = False
+            return self.trip(sample, (
+                f"Voltage near compliance: {_num(voltage)} V is above "
+                f"{_pct(self.warn_fraction)} of the {_num(self.compliance_V)} V compliance "
+                f"({_num(self.warn_V)} V): the skin resistance is high or rising. Check the "
+                f"gel and the patch contact before the current can no longer be regulated."))
+        return None
+
+
+def default_rules(config: SafetyConfig) -> list[Rule]:
+    """Build the built-in sample rules from `config`, in priority order (ABORTs, then WARNs)."""
+    return [
+        OvercurrentRule(config.target_mA, config.overcurrent_fraction,
+                        config.overcurrent_margin_mA, config.max_current_mA,
+                        config.measurement_tolerance),
+        CurrentDensityRule(config.electrode_area_cm2, config.max_density_mA_cm2,
+                           config.measurement_tolerance),
+        ImpedanceHighRule(config.impedance_high_kohm, config.current_collapse_fraction,
+                          config.impedance_min_current_mA),
+        ComplianceRule(config.compliance_V, config.compliance_fraction),
+        ImpedanceLowRule(config.impedance_low_kohm, config.impedance_min_current_mA),
+        ImpedanceDropRule(config.impedance_drop_fraction, config.impedance_drop_window_s,
+                          config.impedance_min_current_mA),
+        RegulationRule(config.regulation_fraction, config.regulation_floor_mA,
+                       config.regulation_duration_s),
+        DoseCapRule(config.dose_cap_mA_min),
+        NearComplianceWarning(config.compliance_V, config.voltage_warn_fraction,
+                              config.voltage_rearm_fraction),
+    ]
+
+
+# -- the monitor -----------------------------------------------------------------------------
+
+
+class SafetyMonitor:
+    """Apply the rules to each tick and return verdicts; no I/O, no clock, bounded memory.
+
+    Same calls, same verdicts. Per tick: `check_staleness(t)`, then `check` or `no_reading`.
+    """
+
+    def __init__(self, config: SafetyConfig, extra_rules: Sequence[Rule] = ()) -> None:
+        self.config = config
+        self.rules: list[Rule] = default_rules(config) + list(extra_rules)
+        names = [rule.name for rule in self.rules]
+        for rule in extra_rules:
+            if not isinstance(rule, Rule):
+                raise TypeError(f"extra rule {rule!r} is not a Rule")
+            if rule.level not in (Level.WARN, Level.ABORT):
+                raise ValueError(f"rule {rule.name!r} must have level WARN or ABORT")
+            if not rule.name or names.count(rule.name) > 1 or rule.name in RULE_NAMES:
+                raise ValueError(f"rule name {rule.name!r} is empty or already taken")
+        maxlen = max(8, 2 * math.ceil(config.history_s / config.sample_interval_s))
+        self.history = History(maxlen)
+        self._t_last_valid: float | None = None
+
+    def reset(self) -> None:
+        """Start over for a new run: forget history, rule state and the last valid time."""
+        for rule in self.rules:
+            rule.reset()
+        self.history.clear()
+        self._t_last_valid = None
+
+    @property
+    def t_last_valid(self) -> float | None:
+        """Run time of the last valid sample (or of the first tick seen), None before any."""
+        return self._t_last_valid
+
+    def check(self, sample: Sample) -> list[Verdict]:
+        """Return the verdicts for one valid sample: [] when all OK, ABORTs first, then WARNs.
+
+        A sample with a non-finite number is not a valid reading: it returns instrument-fault.
+        """
+        numbers = (sample.t, sample.setpoint_mA, sample.current_mA, sample.voltage_V,
+                   sample.dose_mA_min)
+        if not all(math.isfinite(x) for x in numbers):
+            bad = ", ".join(f"{label}={x!r}" for label, x in zip(
+                ("t", "setpoint", "current", "voltage", "dose"), numbers, strict=True)
+                if not math.isfinite(x))
+            return self.no_reading(sample.t, f"the reading contains non-numeric values ({bad})")
+        self._t_last_valid = sample.t
+        verdicts: list[Verdict] = []
+        for rule in self.rules:
+            if sample.phase not in rule.phases:
+                continue
+            try:
+                verdict = rule.check(sample, self.history)
+            except Exception as exc:  # a broken rule must stop the run, not the shutdown path
+                verdict = Verdict(Level.ABORT, rule.name, _one_line(
+                    f"Safety rule {rule.name!r} failed ({type(exc).__name__}: {exc}), so the "
+                    f"run was stopped to be safe. Check the rule's code."), sample.t)
+            if verdict is not None and verdict.level > Level.OK:
+                verdicts.append(verdict)
+        self.history.append(sample)
+        verdicts.sort(key=lambda v: -v.level)  # stable: priority order within a level
+        return verdicts
+
+    def no_reading(self, t: float, why: str) -> list[Verdict]:
+        """Return the instrument-fault ABORT for a tick with no valid reading (I/O failed)."""
+        if self._t_last_valid is None:
+            self._t_last_valid = t
+        reason = _one_line(why).rstrip(".") or "no reason given"
+        return [Verdict(Level.ABORT, "instrument-fault", (
+            f"Instrument fault: no valid reading ({reason}). Check the cable and connection, "
+            f"that the instrument is switched on, and its front-panel error messages."), t)]
+
+    def check_staleness(self, t: float) -> list[Verdict]:
+        """Return a stale-data ABORT when no valid reading came for longer than the limit.
+
+        Call it before `check` of the tick's sample; the first call before any reading starts it.
+        """
+        if self._t_last_valid is None:
+            self._t_last_valid = t
+            return []
+        gap = t - self._t_last_valid
+        limit = self.config.stale_limit_s
+        if gap > limit + TIME_EPSILON_S:
+            return [Verdict(Level.ABORT, "stale-data", (
+                f"Stale data: no valid reading for {_num(gap)} s (limit {_num(limit)} s). "
+                f"Check the connection and that the instrument is not busy or showing an "
+                f"error."), t)]
+        return []
+
+
+# -- the contact check before the ramp ---------------------------------------------------------
+
+
+def evaluate_contact_check(impedance_ohm: float, compliance: bool, config: SafetyConfig,
+                           min_ohm: float | None = None, max_ohm: float | None = None,
+                           *, t: float = 0.0) -> Verdict | None:
+    """Judge the pre-ramp contact measurement; return a contact-check ABORT to refuse, or None.
+
+    Refuses an open circuit, an implausible impedance, or > 80 % of compliance at the target.
+    """
+    low = config.contact_min_kohm * 1e3 if min_ohm is None else min_ohm
+    high = config.contact_max_kohm * 1e3 if max_ohm is None else max_ohm
+
+    def refuse(message: str) -> Verdict:
+        return Verdict(Level.ABORT, "contact-check", _one_line(message), t)
+
+    contact_advice = ("Check that both electrodes are on the skin, the gel is moist, and the "
+                      "leads are connected.")
+    impedance = abs(impedance_ohm)
+    if compliance or math.isnan(impedance) or math.isinf(impedance):
+        why = "the instrument hit compliance" if compliance else "no current flowed"
+        return refuse(f"Contact check refused: {why} with the test current, an open circuit. "
+                      f"{contact_advice}")
+    kohm = impedance / 1e3
+    if impedance < low:
+        return refuse(f"Contact check refused: impedance {_num(kohm)} kΩ is below the "
+                      f"plausible minimum of {_num(low / 1e3)} kΩ, a short. Check that the "
+                      f"electrodes and leads do not touch and that no gel bridges them.")
+    if impedance > high:
+        return refuse(f"Contact check refused: impedance {_num(kohm)} kΩ is above the "
+                      f"plausible maximum of {_num(high / 1e3)} kΩ, poor contact. "
+                      f"{contact_advice}")
+    target = abs(config.target_mA)
+    predicted_V = target * kohm
+    allowed_V = config.contact_voltage_fraction * config.compliance_V
+    if predicted_V > allowed_V:
+        return refuse(f"Contact check refused: at {_num(target)} mA an impedance of "
+                      f"{_num(kohm)} kΩ needs {_num(predicted_V)} V, above "
+                      f"{_pct(config.contact_voltage_fraction)} of the "
+                      f"{_num(config.compliance_V)} V compliance ({_num(allowed_V)} V). Moisten "
+                      f"the gel and re-seat the patch, lower the current, or raise the "
+                      f"compliance voltage.")
+    return None
+
+
+__all__ = [
+    "ALL_PHASES",
+    "PHASES",
+    "RULE_NAMES",
+    "RUN_PHASES",
+    "ComplianceRule",
+    "CurrentDensityRule",
+    "DoseCapRule",
+    "History",
+    "ImpedanceDropRule",
+    "ImpedanceHighRule",
+    "ImpedanceLowRule",
+    "Level",
+    "NearComplianceWarning",
+    "OvercurrentRule",
+    "RegulationRule",
+    "Rule",
+    "SafetyConfig",
+    "SafetyMonitor",
+    "Sample",
+    "Verdict",
+    "default_rules",
+    "evaluate_contact_check",
+]
