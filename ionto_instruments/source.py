@@ -96,8 +96,12 @@ class CurrentSource(ABC):
         self._apply_current_ceiling(self._current_ceiling)
         return self._current_ceiling
 
-    def _apply_current_ceiling(self, amps: float) -> None:
+    def _apply_current_ceiling(self, amps: float) -> None:  # noqa: B027 - optional hook
         """Hook for drivers whose validators must learn the narrowed ceiling."""
+
+    def reopen(self) -> None:
+        """Open a fresh session to the same instrument after the old one was lost."""
+        raise InstrumentFault(f"{type(self).__name__} cannot reopen its session")
 
     # -- the interface ------------------------------------------------------------------
 
@@ -152,4 +156,10 @@ class CurrentSource(ABC):
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
+        """Leaving a `with` block switches the output off at once, then closes the session."""
+        try:
+            self.emergency_off()
+        except InstrumentFault:
+            pass
+        finally:
+            self.close()

@@ -267,6 +267,20 @@ def test_disconnect_fails_every_read_and_write(model):
     assert wire.sim.model.output_off_times == []
 
 
+@pytest.mark.parametrize("model", MODELS)
+def test_a_session_opened_after_a_disconnect_reaches_the_instrument(model):
+    wire = Wire(model, "disconnect@12")
+    wire.at(12 * 60 + 1)
+    with pytest.raises(VisaIOError):
+        wire.inst.query("OUTPUT?")
+    fresh = wire.sim.open_resource()
+    fresh.write(OFF[model])
+    assert fresh.query("OUTPUT?") == "0"
+    assert not wire.sim.model.output_enabled
+    with pytest.raises(VisaIOError):
+        wire.inst.query("OUTPUT?"), "the lost session stays lost"
+
+
 @pytest.mark.parametrize("scenario", ["contact-loss@1", "impedance-drop@1", "garbled@1",
                                       "io-timeout@1"])
 def test_rst_restarts_the_run_axis(scenario):

@@ -8,8 +8,10 @@ whole, so a read returns at once instead of pyvisa-sim's byte-by-byte polling lo
 
 Wire faults from the scenario act here: `io-timeout` (commands are still executed, but no
 reply ever comes: a read waits the session timeout in clock time, then VI_ERROR_TMO),
-`garbled` (the digits of a reading reply become junk characters) and `disconnect` (every
-read and write raises VI_ERROR_CONN_LOST; nothing reaches the instrument).
+`garbled` (the digits of a reading reply become junk characters) and `disconnect` (the
+sessions open at the onset are lost: every read and write on them raises VI_ERROR_CONN_LOST
+and nothing reaches the instrument; like a real LAN/USB drop, a session opened afterwards
+reaches the instrument again, which is how the shutdown path can still switch it off).
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ class SimSourceMeterLibrary(SimVisaLibrary):
         self.devices = load_devices(config)
         self._device = self.devices[self.devices.list_resources()[0]]
         self._lock = threading.Lock()
+        self._opened_at: dict[int, float] = {}
         self._pending = b""
         self._garble_rng = random.Random(0)
 
@@ -93,6 +96,19 @@ class SimSourceMeterLibrary(SimVisaLibrary):
 
     # -- pyvisa library calls -----------------------------------------------------------
 
+    def open(self, session: Any, resource_name: str, *args: Any, **kwargs: Any) -> Any:
+        """Open a session, remembering when: a disconnect loses only sessions older than it."""
+        handle, status = super().open(session, resource_name, *args, **kwargs)
+        model = self.model
+        if handle:
+            self._opened_at[handle] = model.run_time() if model is not None else 0.0
+        return handle, status
+
+    def _lost(self, session: Any, model: SourceMeterModel) -> bool:
+        if model.scenario.wire_fault(model.run_time()) is not Fault.DISCONNECT:
+            return False
+        return self._opened_at.get(session, 0.0) < model.scenario.onset_s
+
     def write(self, session: VISASession, data: bytes) -> tuple[int, constants.StatusCode]:
         """Execute one program message (one write is one message: EOI ends it)."""
         model = self.model
@@ -101,8 +117,7 @@ class SimSourceMeterLibrary(SimVisaLibrary):
         if session not in self.sessions:
             return 0, constants.StatusCode.error_invalid_object
         with self._lock:
-            fault = model.scenario.wire_fault(model.run_time())
-            if fault is Fault.DISCONNECT:
+            if self._lost(session, model):
                 raise VisaIOError(constants.VI_ERROR_CONN_LOST)
             if self._pending:
                 self._pending = b""
@@ -127,9 +142,9 @@ class SimSourceMeterLibrary(SimVisaLibrary):
         if sess is None:
             return b"", constants.StatusCode.error_invalid_object
         with self._lock:
-            fault = model.scenario.wire_fault(model.run_time())
-            if fault is Fault.DISCONNECT:
+            if self._lost(session, model):
                 raise VisaIOError(constants.VI_ERROR_CONN_LOST)
+            fault = model.scenario.wire_fault(model.run_time())
             if fault is Fault.IO_TIMEOUT:
                 self._pending = b""
             if self._pending:
@@ -156,7 +171,7 @@ class SimSourceMeterLibrary(SimVisaLibrary):
         if session not in self.sessions:
             return constants.StatusCode.error_invalid_object
         model = self.model
-        if model is not None and model.scenario.wire_fault(model.run_time()) is Fault.DISCONNECT:
+        if model is not None and self._lost(session, model):
             raise VisaIOError(constants.VI_ERROR_CONN_LOST)
         with self._lock:
             self._pending = b""

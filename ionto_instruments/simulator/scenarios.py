@@ -61,8 +61,8 @@ SCENARIOS: dict[str, str] = {
     "default minute 10",
     Fault.IO_TIMEOUT.value: "instrument stops answering: every read times out, default minute 10",
     Fault.GARBLED.value: "the reply to :READ? is corrupted bytes, default minute 10",
-    Fault.DISCONNECT.value: "session lost: every read and write fails (VI_ERROR_CONN_LOST), "
-    "default minute 10",
+    Fault.DISCONNECT.value: "session lost: every read and write on the open session fails "
+    "(VI_ERROR_CONN_LOST); a new session reaches the instrument, default minute 10",
 }
 
 
