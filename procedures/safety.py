@@ -174,6 +174,8 @@ class SafetyConfig:
     impedance_low_kohm: float = 0.5
     impedance_high_kohm: float = 100.0
     current_collapse_fraction: float = 0.10
+    impedance_rise_factor: float = 2.0
+    impedance_rise_window_s: float = 2.0
     # stale data: no valid reading for longer than this (None: 3 sample intervals)
     stale_after_s: float | None = None
     # near-compliance warning with hysteresis
@@ -209,6 +211,7 @@ class SafetyConfig:
         for name in ("sample_interval_s", "overcurrent_margin_mA", "regulation_floor_mA",
                      "regulation_duration_s", "impedance_min_current_mA",
                      "impedance_drop_window_s", "impedance_low_kohm", "impedance_high_kohm",
+                     "impedance_rise_window_s",
                      "contact_min_kohm", "contact_max_kohm", "history_s"):
             _require(getattr(self, name) > 0, f"{name} must be positive")
         for name in ("overcurrent_fraction", "measurement_tolerance", "compliance_fraction",
@@ -216,6 +219,7 @@ class SafetyConfig:
                      "current_collapse_fraction", "voltage_warn_fraction",
                      "voltage_rearm_fraction", "contact_voltage_fraction"):
             _require(0 <= getattr(self, name) <= 1, f"{name} must be a fraction in [0, 1]")
+        _require(self.impedance_rise_factor > 1, "impedance_rise_factor must be above 1")
         _require(self.impedance_low_kohm < self.impedance_high_kohm,
                  "impedance_low_kohm must be below impedance_high_kohm")
         _require(self.contact_min_kohm < self.contact_max_kohm,
@@ -368,8 +372,10 @@ class CurrentDensityRule(Rule):
 
 
 class ImpedanceHighRule(Rule):
-    """Contact lost: |V/I| above a ceiling or |I| below 10 % of |Iset|, once |Iset| >= 0.1 mA.
+    """Contact lost or lifting: |V/I| above a ceiling, |I| below 10 % of |Iset|, or a sudden rise.
 
+    A rise to 2x the minimum of the last 2 s is never skin (it only falls under DC; drying
+    takes minutes): an electrode lifting, leaving the current to a shrinking contact area.
     Ranked before compliance, which an open circuit also reaches, so the cause is named.
     """
 
@@ -378,10 +384,17 @@ class ImpedanceHighRule(Rule):
                "connected.")
 
     def __init__(self, max_kohm: float = 100.0, collapse_fraction: float = 0.10,
-                 min_setpoint_mA: float = 0.1) -> None:
+                 min_setpoint_mA: float = 0.1, rise_factor: float = 2.0,
+                 rise_window_s: float = 2.0) -> None:
         self.max_kohm = max_kohm
         self.collapse_fraction = collapse_fraction
         self.min_setpoint_mA = min_setpoint_mA
+        self.rise_factor = rise_factor
+        self.rise_window_s = rise_window_s
+
+    def _counts(self, sample: Sample) -> bool:
+        return (sample.phase in RUN_PHASES and abs(sample.current_mA) >= self.min_setpoint_mA
+                and math.isfinite(sample.impedance_kohm))
 
     def check(self, sample: Sample, history: History) -> Verdict | None:
         setpoint = abs(sample.setpoint_mA)
@@ -399,6 +412,15 @@ class ImpedanceHighRule(Rule):
                 f"Contact lost: current collapsed to {_num(current)} mA against a setpoint of "
                 f"{_num(setpoint)} mA (limit {_pct(self.collapse_fraction)} of the setpoint, "
                 f"{_num(floor)} mA). {self._advice}"))
+        if self._counts(sample):
+            low = min((s.impedance_kohm for s in history.since(sample.t - self.rise_window_s)
+                       if self._counts(s)), default=math.nan)
+            if low > 0 and impedance > self.rise_factor * low:
+                return self.trip(sample, (
+                    f"Impedance rose suddenly to {_num(impedance)} kΩ, {_num(impedance / low)}x "
+                    f"its minimum of {_num(low)} kΩ in the last {_num(self.rise_window_s)} s "
+                    f"(limit {_num(self.rise_factor)}x): the electrode may be lifting, leaving "
+                    f"the current to a smaller area. {self._advice}"))
         return None
 
 
@@ -592,7 +614,9 @@ def default_rules(config: SafetyConfig) -> list[Rule]:
         CurrentDensityRule(config.electrode_area_cm2, config.max_density_mA_cm2,
                            config.measurement_tolerance),
         ImpedanceHighRule(config.impedance_high_kohm, config.current_collapse_fraction,
-                          config.impedance_min_current_mA),
+                          config.impedance_min_current_mA,
+                          rise_factor=config.impedance_rise_factor,
+                          rise_window_s=config.impedance_rise_window_s),
         ComplianceRule(config.compliance_V, config.compliance_fraction),
         ImpedanceLowRule(config.impedance_low_kohm, config.impedance_min_current_mA),
         ImpedanceDropRule(config.impedance_drop_fraction, config.impedance_drop_window_s,

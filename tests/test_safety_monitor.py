@@ -368,10 +368,10 @@ class VoltageCeiling(Rule):
 
 
 def test_custom_rule_runs_after_built_ins_and_before_warnings() -> None:
-    custom = VoltageCeiling(20.0)
+    custom = VoltageCeiling(30.0)
     monitor = SafetyMonitor(SafetyConfig(target_mA=2.0, compliance_V=40.0), [custom])
     assert monitor.rules[-1] is custom
-    assert monitor.check(Sample(10.0, "hold", 2.0, 2.0, 19.0, False, 1.0)) == []
+    assert monitor.check(Sample(10.0, "hold", 2.0, 2.0, 25.0, False, 1.0)) == []
     verdicts = monitor.check(Sample(10.2, "hold", 2.0, 2.0, 39.0, False, 1.0))
     assert [v.rule for v in verdicts] == ["compliance", "voltage-ceiling", "near-compliance"]
     assert "\n" not in verdicts[1].message and verdicts[1].t == 10.2

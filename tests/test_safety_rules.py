@@ -394,3 +394,34 @@ def test_rule_names_are_stable_and_in_priority_order() -> None:
     built_in = [rule.name for rule in default_rules(config())]
     assert built_in == [n for n in RULE_NAMES if n not in
                         ("instrument-fault", "stale-data", "contact-check")]
+
+
+def test_impedance_high_trips_on_a_sudden_rise_below_the_ceiling():
+    from ionto_instruments.procedures.safety import History, ImpedanceHighRule, Sample
+
+    rule = ImpedanceHighRule()
+    history = History(maxlen=50)
+    for k in range(10):  # 2 mA through 5 kOhm
+        history.append(Sample(t=0.2 * k, phase="hold", setpoint_mA=2.0, current_mA=2.0,
+                              voltage_V=10.0, compliance=False, dose_mA_min=1.0))
+    just_below = Sample(t=2.0, phase="hold", setpoint_mA=2.0, current_mA=2.0, voltage_V=19.9,
+                        compliance=False, dose_mA_min=1.0)
+    assert rule.check(just_below, history) is None
+    above = Sample(t=2.0, phase="hold", setpoint_mA=2.0, current_mA=2.0, voltage_V=20.2,
+                   compliance=False, dose_mA_min=1.0)
+    verdict = rule.check(above, history)
+    assert verdict is not None and verdict.rule == "impedance-high"
+    assert "10.1 kΩ" in verdict.message and "2x" in verdict.message
+
+
+def test_a_slow_drying_rise_is_not_a_sudden_rise():
+    from ionto_instruments.procedures.safety import History, ImpedanceHighRule, Sample
+
+    rule = ImpedanceHighRule()
+    history = History(maxlen=50)
+    for k in range(11):  # resistance doubling every minute: 2.3 % over 2 s
+        r_kohm = 5.0 * 2 ** (0.2 * k / 60)
+        sample = Sample(t=0.2 * k, phase="hold", setpoint_mA=2.0, current_mA=2.0,
+                        voltage_V=2.0 * r_kohm, compliance=False, dose_mA_min=1.0)
+        assert rule.check(sample, history) is None
+        history.append(sample)

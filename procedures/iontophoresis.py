@@ -1,0 +1,753 @@
+"""The ramped constant-current iontophoresis Procedure used by the GUI, the CLI and scripts.
+
+pre-flight -> contact check -> ramp up -> hold -> ramp down -> off. Every sample goes through
+the safety monitor; a tripped rule switches the output off at once (one write, then read-back).
+Every way out passes through `shutdown()`, which leaves the output off and writes the summary.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import statistics
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pymeasure.experiment import (
+    BooleanParameter,
+    FloatParameter,
+    IntegerParameter,
+    ListParameter,
+    Metadata,
+    Parameter,
+    Procedure,
+)
+
+from ionto_instruments import __version__
+from ionto_instruments.clock import Clock, RealClock
+from ionto_instruments.connect import SUPPORTED_MODELS, open_source
+from ionto_instruments.source import CurrentSource, InstrumentError, InstrumentFault
+
+from .drugs import DRUGS, get_drug
+from .plan import DoseIntegrator, InvalidParameter, ProtocolPlan
+from .results import DATA_COLUMNS, summary_path, sync_file, write_summary
+from .safety import Level, SafetyConfig, SafetyMonitor, Sample, evaluate_contact_check
+from .screening import evaluate_screening
+
+log = logging.getLogger(__name__)
+log.addHandler(logging.NullHandler())
+
+CONTACT_CHECK_MA = 0.05
+CONTACT_CHECK_S = 2.0
+SUBJECT_KINDS = ("human", "phantom", "in-vitro")
+EMERGENCY_STOP = "emergency-stop"
+OFF_CONFIRM_ATTEMPTS = 3
+#: Real-time scheduling jitter tolerated on a scaled (simulator-only) clock before stale-data.
+SCALED_CLOCK_JITTER_S = 0.25
+
+
+@dataclass
+class RunEvent:
+    """Something that happened during a run: a phase change, a warning, a trip, a stop."""
+
+    t: float
+    kind: str
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"t": round(self.t, 3), "kind": self.kind, "message": self.message}
+
+
+@dataclass(frozen=True)
+class LiveStatus:
+    """What a front panel or progress line shows; replaced atomically every sample."""
+
+    phase: str = "pre-flight"
+    t: float = 0.0
+    elapsed_s: float = 0.0
+    remaining_s: float = math.nan
+    setpoint_mA: float = 0.0
+    current_mA: float = math.nan
+    voltage_V: float = math.nan
+    impedance_kohm: float = math.nan
+    dose_mA_min: float = 0.0
+    density_mA_cm2: float = math.nan
+    compliance: bool = False
+    safety: str = "ok"  # "ok" | "warning" | "tripped"
+    last_event: str = ""
+    progress: float = 0.0
+
+
+class _Abort(Exception):
+    """Internal: leave the sampling loop now (the output is already off)."""
+
+
+@dataclass
+class _RunState:
+    outcome: str | None = None
+    rule: str | None = None
+    reason: str = ""
+    events: list[RunEvent] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)
+    samples: int = 0
+    output_may_be_on: bool = False
+    output_off_confirmed: bool = False
+    treatment_start: float | None = None
+    treatment_end: float | None = None
+    max_lateness_s: float = 0.0
+    error: BaseException | None = None
+
+
+class ConstantCurrentIontophoresis(Procedure):
+    """Ramped ~30-minute constant-current iontophoresis with burn-risk aborts."""
+
+    target_current = FloatParameter("Target current", units="mA", default=2.0,
+                                    minimum=0.05, maximum=4.0, decimals=3, step=0.1)
+    ramp_up = FloatParameter("Ramp-up", units="s", default=30.0, minimum=0, maximum=600)
+    treatment_time = FloatParameter("Treatment time", units="min", default=30.0,
+                                    minimum=0.5, maximum=60)
+    ramp_down = FloatParameter("Ramp-down", units="s", default=30.0, minimum=0, maximum=600)
+    dose_controlled = BooleanParameter("Dose-controlled", default=False)
+    dose_target = FloatParameter("Dose target", units="mA*min", default=40.0, minimum=0.1,
+                                 maximum=80.0, group_by="dose_controlled")
+    electrode_area = FloatParameter("Electrode area", units="cm^2", default=10.0,
+                                    minimum=0.5, maximum=500)
+    max_density = FloatParameter("Maximum current density", units="mA/cm^2", default=0.5,
+                                 minimum=0.01, maximum=2.0, decimals=3)
+    compliance_voltage = FloatParameter("Compliance voltage", units="V", default=40.0,
+                                        minimum=1.0, maximum=80.0)
+    sample_interval = FloatParameter("Sample interval", units="s", default=0.2,
+                                     minimum=0.05, maximum=2.0, decimals=3)
+    drug = ListParameter("Drug", choices=list(DRUGS), default="none")
+    subject_kind = ListParameter("Subject", choices=list(SUBJECT_KINDS), default="phantom")
+    screening_confirmed = BooleanParameter("Screening confirmed", default=False)
+    subject_id = Parameter("Subject ID", default="")
+    session_id = Parameter("Session ID", default="")
+    operator_note = Parameter("Operator note", default="")
+    resource = Parameter("VISA resource", default="")
+    instrument_model = ListParameter("Instrument model", choices=list(SUPPORTED_MODELS),
+                                     default="keithley2400")
+    scenario = Parameter("Simulator scenario", default="normal")
+    seed = IntegerParameter("Simulator seed", default=0, minimum=0, maximum=2**31 - 1)
+
+    instrument_idn = Metadata("Instrument", default="")
+    simulated = Metadata("Simulated", default="")
+    clock_name = Metadata("Clock", default="")
+    software_version = Metadata("Software version", default=__version__)
+    started_at = Metadata("Started", default="")
+
+    DATA_COLUMNS = DATA_COLUMNS
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        #: Clock shared with the simulator; set by the caller (default: real time).
+        self.clock: Clock | None = None
+        #: A pre-opened source to use instead of opening one from the parameters.
+        self.source: CurrentSource | None = None
+        #: Additional safety rules (instances of `safety.Rule`).
+        self.extra_rules: list[Any] = []
+        #: Set by IontoResults: where the rows go (the summary is written beside it).
+        self.results_file: str | None = None
+        #: The summary dict, available after shutdown.
+        self.summary: dict[str, Any] | None = None
+        self.live = LiveStatus()
+        self._state = _RunState()
+        self._opened_source = False
+        self._estop = threading.Event()
+        self._stop_request = threading.Event()
+        self._wake = threading.Event()
+        self._estop_reason = ""
+        self._plan: ProtocolPlan | None = None
+        self._monitor: SafetyMonitor | None = None
+        self._dose = DoseIntegrator()
+        self._t0 = 0.0
+        self._last_setpoint: float | None = None
+
+    # ------------------------------------------------------------------ public controls
+
+    def build_plan(self) -> ProtocolPlan:
+        """Return the protocol plan from the parameters; raise InvalidParameter if unsafe."""
+        drug = get_drug(self.drug)
+        plan = ProtocolPlan(
+            target_mA=float(self.target_current),
+            polarity=drug.polarity,
+            ramp_up_s=float(self.ramp_up),
+            total_min=float(self.treatment_time),
+            ramp_down_s=float(self.ramp_down),
+            dose_target_mA_min=float(self.dose_target) if self.dose_controlled else None,
+            electrode_area_cm2=float(self.electrode_area),
+            max_density_mA_cm2=float(self.max_density),
+            compliance_V=float(self.compliance_voltage),
+            sample_interval_s=float(self.sample_interval),
+        )
+        plan.validate()
+        return plan
+
+    def preflight(self) -> ProtocolPlan:
+        """Check every parameter and the subject screening; raise InvalidParameter if refused."""
+        try:
+            get_drug(self.drug)
+        except ValueError as exc:
+            raise InvalidParameter("drug", str(exc)) from None
+        if self.subject_kind not in SUBJECT_KINDS:
+            raise InvalidParameter("subject", f"{self.subject_kind!r} is not one of "
+                                              f"{', '.join(SUBJECT_KINDS)}")
+        if self.instrument_model not in SUPPORTED_MODELS:
+            raise InvalidParameter("instrument model", f"{self.instrument_model!r} is not one "
+                                   f"of {', '.join(SUPPORTED_MODELS)}")
+        plan = self.build_plan()
+        if self.subject_kind == "human" and not self.screening_confirmed:
+            raise InvalidParameter(
+                "screening", "a human subject requires the contraindication screening to be "
+                "confirmed (pregnancy, drug hypersensitivity, adrenal tumour, heart complaints "
+                "from high blood pressure, heart rhythm disorders, pacemaker)")
+        return plan
+
+    def confirm_screening(self, answers: dict[str, bool]) -> None:
+        """Record a completed screening; raise InvalidParameter naming any contraindication."""
+        result = evaluate_screening(answers)
+        if not result.passed:
+            raise InvalidParameter("screening", result.reason)
+        self.screening_confirmed = True
+
+    def emergency_stop(self, reason: str = "Emergency stop by the operator") -> None:
+        """Switch the output off at once from any thread, without waiting for the next sample."""
+        if not self._estop.is_set():
+            self._estop_reason = reason
+        self._estop.set()
+        self._wake.set()
+        source = self.source
+        if source is not None and self._state.output_may_be_on:
+            try:
+                source.emergency_off()
+            except Exception:
+                log.exception("Emergency stop: the off command failed; shutdown will retry")
+
+    def request_stop(self) -> None:
+        """Operator stop: ramp down over the ramp-down time, then switch off."""
+        self._stop_request.set()
+        self._wake.set()
+
+    @property
+    def simulator(self) -> Any:
+        """The SimulatedSourceMeter behind the source, or None on hardware."""
+        return getattr(self.source, "simulator", None)
+
+    # ------------------------------------------------------------------ PyMeasure hooks
+
+    def startup(self) -> None:
+        """Pre-flight (nothing energized yet), connect, verify, configure, start the run clock."""
+        self.clock = self.clock or RealClock()
+        self.clock_name = self.clock.name
+        self.started_at = datetime.now(UTC).isoformat(timespec="seconds")
+        self._set_phase("pre-flight", 0.0)
+        try:
+            self._plan = self.preflight()
+        except (InvalidParameter, ValueError) as exc:
+            self._finish("refused", "pre-flight", f"Refused before energizing: {exc}")
+            return
+        try:
+            if self.source is None:
+                self.source = open_source(
+                    resource=self.resource or None, model=self.instrument_model,
+                    scenario=self.scenario, clock=self.clock, seed=int(self.seed))
+                self._opened_source = True
+            self.instrument_idn = self.source.identify()
+            self.simulated = str(bool(self.source.simulated))
+            self.source.limit_current_density(self._plan.electrode_area_cm2,
+                                              self._plan.max_density_mA_cm2)
+            self.source.configure_current_source(compliance_voltage=self._plan.compliance_V)
+        except (InstrumentError, OSError) as exc:
+            self._finish("fault", "instrument-fault",
+                         f"The instrument could not be used, nothing was energized: {exc}")
+            return
+        self._monitor = SafetyMonitor(self._safety_config(self._plan), self.extra_rules)
+        self._t0 = self.clock.now()
+        log.info("Run started: %s", self._describe_plan())
+
+    def execute(self) -> None:
+        """Contact check, then the ramped constant-current treatment."""
+        if self._state.outcome is not None:
+            return
+        try:
+            self._contact_check()
+            self._treatment()
+        except _Abort:
+            pass
+        except InstrumentFault as exc:
+            self._fault(exc)
+        except BaseException as exc:
+            self._state.error = exc
+            self._switch_off_now()
+            self._finish("fault", None, f"Internal error, output switched off: "
+                                        f"{type(exc).__name__}: {exc}")
+            raise
+
+    def shutdown(self) -> None:
+        """The one exit path: output off and confirmed, errors drained, summary on disk."""
+        try:
+            self._shutdown()
+        except BaseException:
+            log.exception("Shutdown hit an error; the output-off attempt was made first")
+
+    # ------------------------------------------------------------------ phases
+
+    def _contact_check(self) -> None:
+        plan = self._require_plan()
+        self._set_phase("contact-check", self._t())
+        test_mA = plan.polarity * CONTACT_CHECK_MA
+        self._set_current(test_mA)
+        self._guarded_output_on()
+        impedances: list[float] = []
+        compliance = False
+        end = self._t() + CONTACT_CHECK_S
+        for sample in self._ticks(lambda t: ("contact-check", test_mA),
+                                 until=lambda s: s.t >= end, delay_first=False):
+            compliance = compliance or sample.compliance
+            if math.isfinite(sample.impedance_kohm):
+                impedances.append(sample.impedance_kohm * 1e3)
+        tail = impedances[len(impedances) // 2:] or [math.inf]
+        impedance = statistics.median(tail)
+        verdict = evaluate_contact_check(impedance, compliance, self._monitor_config())
+        if verdict is not None and verdict.level == Level.ABORT:
+            t = self._t()
+            self._switch_off_now()
+            self._event(t, "trip", verdict.message)
+            self._emit_marker("contact-check", t)
+            self._finish("refused", verdict.rule, verdict.message)
+            raise _Abort
+        self._event(self._t(), "info", f"Contact check passed: skin impedance "
+                                       f"{impedance / 1e3:.1f} kOhm at {CONTACT_CHECK_MA} mA")
+
+    def _treatment(self) -> None:
+        plan = self._require_plan()
+        start = self._t()
+        self._state.treatment_start = start
+        dose_at_start = self._dose.dose_mA_min
+
+        if plan.dose_target_mA_min is None:
+            def profile(t: float) -> tuple[str, float]:
+                phase = plan.phase(t - start)
+                return ("ramp-down" if phase == "off" else phase), plan.setpoint(t - start)
+
+            for _ in self._ticks(profile, until=lambda s: s.t - start >= plan.total_s):
+                pass
+            self._switch_off_at_end("completed")
+            return
+
+        def dose_profile(t: float) -> tuple[str, float]:
+            tt = t - start
+            if tt < plan.ramp_up_s:
+                return "ramp-up", plan.ramp_up_setpoint(tt)
+            return "hold", plan.setpoint_mA
+
+        def hold_done(sample: Sample) -> bool:
+            if sample.phase != "hold":
+                return False
+            ramp_down_dose = abs(sample.current_mA) * plan.ramp_down_s / 120.0
+            delivered = sample.dose_mA_min - dose_at_start
+            return (delivered + ramp_down_dose >= plan.dose_target_mA_min
+                    or sample.t - start >= plan.total_s - plan.ramp_down_s)
+
+        last = None
+        for sample in self._ticks(dose_profile, until=hold_done):
+            last = sample
+        if last is not None:
+            delivered = last.dose_mA_min - dose_at_start
+            expected = delivered + abs(last.current_mA) * plan.ramp_down_s / 120.0
+            if expected < plan.dose_target_mA_min * 0.99:
+                self._event(self._t(), "warning",
+                            f"Treatment time reached before the dose target: {delivered:.1f} of "
+                            f"{plan.dose_target_mA_min:g} mA*min; ramping down")
+        self._ramp_down(from_mA=self._last_setpoint or 0.0, outcome="completed")
+
+    def _ramp_down(self, from_mA: float, outcome: str, reason: str = "",
+                   delay_first: bool = True) -> None:
+        plan = self._require_plan()
+        start = self._t() + (plan.sample_interval_s if delay_first else 0.0)
+
+        def profile(t: float) -> tuple[str, float]:
+            return "ramp-down", plan.ramp_down_setpoint(from_mA, t - start)
+
+        for _ in self._ticks(profile, until=lambda s: s.setpoint_mA == 0.0, stoppable=False,
+                             delay_first=delay_first):
+            pass
+        self._switch_off_at_end(outcome, reason)
+
+    def _switch_off_at_end(self, outcome: str, reason: str = "") -> None:
+        """The profile reached zero: output off, confirm by read-back, record the outcome."""
+        self._source().output_off()
+        self._state.treatment_end = self._t()
+        self._confirm_off()
+        self._set_phase("off", self._t())
+        if outcome == "completed":
+            reason = f"Treatment completed: {self._dose.dose_mA_min:.2f} mA*min delivered"
+        self._finish(outcome, None, reason)
+        self._emit_marker("off")
+
+    # ------------------------------------------------------------------ the sampling loop
+
+    def _ticks(self, profile, until, stoppable: bool = True, delay_first: bool = True):
+        """Yield one Sample per interval on absolute deadlines until `until(sample)` is true.
+
+        With `delay_first`, the first sample waits one interval after the previous phase's.
+        """
+        plan = self._require_plan()
+        clock = self._clock()
+        interval = plan.sample_interval_s
+        base = clock.now()
+        k = 0
+        if delay_first:
+            k = 1
+            self._sleep_until(base + interval - self._t0)
+        while True:
+            self._check_interrupts(stoppable)
+            phase, setpoint = profile(self._t())
+            self._set_phase(phase, self._t())
+            sample = self._take_sample(phase, setpoint)
+            yield sample
+            if until(sample):
+                return
+            k += 1
+            deadline = base + k * interval
+            now = clock.now()
+            if now > deadline:
+                self._state.max_lateness_s = max(self._state.max_lateness_s, now - deadline)
+                k = math.ceil((now - base) / interval)
+                deadline = base + k * interval
+            self._sleep_until(deadline - self._t0)
+
+    def _take_sample(self, phase: str, setpoint_mA: float) -> Sample:
+        plan = self._require_plan()
+        monitor = self._require_monitor()
+        self._set_current(setpoint_mA)
+        self._check_interrupts(stoppable=False)
+        reading = self._source().read()
+        self._check_interrupts(stoppable=False)
+        t = self._t()
+        current_mA = reading.current * 1e3
+        sample = Sample(t=t, phase=phase, setpoint_mA=setpoint_mA, current_mA=current_mA,
+                        voltage_V=reading.voltage, compliance=bool(reading.compliance),
+                        dose_mA_min=self._dose.add(t, current_mA))
+        self._state.samples += 1
+        verdicts = monitor.check_staleness(t) + monitor.check(sample)
+        trip = next((v for v in verdicts if v.level == Level.ABORT), None)
+        if trip is not None:
+            self._switch_off_now()
+        for verdict in verdicts:
+            kind = "trip" if verdict.level == Level.ABORT else "warning"
+            if kind == "warning" or verdict is trip:
+                self._event(t, kind, verdict.message)
+        self._emit_row(sample, plan)
+        if trip is not None:
+            self._finish("aborted", trip.rule, trip.message)
+            raise _Abort
+        return sample
+
+    def _check_interrupts(self, stoppable: bool) -> None:
+        if self._estop.is_set():
+            t = self._t()
+            self._switch_off_now()
+            reason = f"{self._estop_reason}: output switched off at once"
+            self._event(t, "trip", reason)
+            self._emit_marker(self.live.phase, t)
+            self._finish("aborted", EMERGENCY_STOP, reason)
+            raise _Abort
+        if stoppable and (self._stop_request.is_set() or self.should_stop()):
+            t = self._t()
+            self._event(t, "stop", "Stop requested by the operator: ramping down")
+            self._ramp_down(from_mA=self._last_setpoint or 0.0, outcome="stopped",
+                            reason="Stopped by the operator: ramped down, output off",
+                            delay_first=False)
+            raise _Abort
+
+    # ------------------------------------------------------------------ I/O helpers
+
+    def _set_current(self, setpoint_mA: float) -> None:
+        if setpoint_mA != self._last_setpoint:
+            self._source().set_current(setpoint_mA * 1e-3)
+            self._last_setpoint = setpoint_mA
+
+    def _guarded_output_on(self) -> None:
+        source = self._source()
+        with source.io_lock:
+            if self._estop.is_set():
+                return
+            self._state.output_may_be_on = True
+            source.output_on()
+
+    def _switch_off_now(self) -> None:
+        """One write switches the output off, no ramp; then read back, retrying loudly."""
+        source = self.source
+        if source is None or not self._state.output_may_be_on:
+            return
+        try:
+            source.emergency_off()
+        except Exception:
+            log.exception("Output-off write failed; retrying")
+        self._confirm_off()
+
+    def _confirm_off(self) -> bool:
+        source = self.source
+        if source is None:
+            return True
+        for attempt in range(1, OFF_CONFIRM_ATTEMPTS + 1):
+            try:
+                if not source.output_enabled():
+                    self._state.output_off_confirmed = True
+                    self._state.output_may_be_on = False
+                    return True
+            except Exception as exc:
+                log.error("Output-off read-back failed (attempt %d/%d): %s",
+                          attempt, OFF_CONFIRM_ATTEMPTS, exc)
+            try:
+                source.emergency_off()
+            except Exception as exc:
+                log.error("Output-off write failed (attempt %d/%d): %s; reopening the session",
+                          attempt, OFF_CONFIRM_ATTEMPTS, exc)
+                try:
+                    source.reopen()
+                    source.emergency_off()
+                except Exception as again:
+                    log.error("Reopening the session failed: %s", again)
+        log.critical("OUTPUT OFF NOT CONFIRMED: switch the SourceMeter off by hand "
+                     "(front-panel OUTPUT key) and disconnect the patient leads")
+        return False
+
+    def _fault(self, exc: BaseException) -> None:
+        t = self._t()
+        verdicts = self._require_monitor().no_reading(t, f"{type(exc).__name__}: {exc}")
+        verdict = next((v for v in verdicts if v.level == Level.ABORT), None)
+        self._switch_off_now()
+        message = verdict.message if verdict else f"Instrument fault: {exc}"
+        self._event(t, "trip", message)
+        self._emit_marker(self.live.phase, t)
+        self._finish("fault", "instrument-fault", message)
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    def _shutdown(self) -> None:
+        state = self._state
+        if state.output_may_be_on or (self.source is not None and state.outcome is None):
+            self._switch_off_now()
+        if self.source is not None and not state.output_off_confirmed:
+            self._confirm_off()
+        if state.outcome is None:
+            if state.error is not None:
+                self._finish("fault", None, f"Internal error: {state.error}")
+            elif self.should_stop():
+                self._finish("aborted", EMERGENCY_STOP, "Run aborted before it finished; "
+                                                        "output switched off")
+            else:
+                self._finish("fault", None, "The run ended unexpectedly; output switched off")
+        if self.source is not None:
+            try:
+                for error in self.source.drain_errors():
+                    self._event(self._t(), "instrument-error", error)
+            except Exception as exc:
+                log.warning("Could not read the instrument's error queue: %s", exc)
+        self.summary = self._make_summary()
+        if self.results_file:
+            sync_file(self.results_file)
+            write_summary(self.summary, summary_path(self.results_file))
+        if self._opened_source and self.source is not None:
+            try:
+                self.source.close()
+            except Exception as exc:
+                log.warning("Closing the instrument session failed: %s", exc)
+        status = {"completed": Procedure.FINISHED, "stopped": Procedure.FINISHED,
+                  "aborted": Procedure.ABORTED}.get(state.outcome or "", Procedure.FAILED)
+        if status != Procedure.FINISHED:
+            self.status = status
+            try:
+                self.emit("status", status)
+            except Exception:
+                log.debug("No worker to notify of the final status")
+        log.info("Run ended: %s%s. %s", state.outcome,
+                 f" ({state.rule})" if state.rule else "", state.reason)
+
+    def _finish(self, outcome: str, rule: str | None, reason: str) -> None:
+        if self._state.outcome is not None:
+            return
+        self._state.outcome, self._state.rule, self._state.reason = outcome, rule, reason
+        safety = "tripped" if outcome in ("aborted", "fault", "refused") else self.live.safety
+        self._update_live(safety=safety, last_event=reason)
+
+    def _event(self, t: float, kind: str, message: str) -> None:
+        self._state.events.append(RunEvent(t, kind, message))
+        self._state.pending.append(message if kind == "info" else f"{kind.upper()}: {message}")
+        safety = {"trip": "tripped", "warning": "warning"}.get(kind, self.live.safety)
+        if self.live.safety == "tripped":
+            safety = "tripped"
+        self._update_live(safety=safety, last_event=message)
+
+    def _set_phase(self, phase: str, t: float) -> None:
+        if phase != self.live.phase:
+            self._event(t, "phase", f"Phase: {phase}")
+            self._update_live(phase=phase)
+
+    def _emit_row(self, sample: Sample, plan: ProtocolPlan) -> None:
+        density = abs(sample.current_mA) / plan.electrode_area_cm2
+        row = {
+            "Time (s)": round(sample.t, 4),
+            "Phase": sample.phase,
+            "Setpoint (mA)": round(sample.setpoint_mA, 6),
+            "Current (mA)": sample.current_mA,
+            "Voltage (V)": sample.voltage_V,
+            "Impedance (kohm)": sample.impedance_kohm,
+            "Dose (mA*min)": sample.dose_mA_min,
+            "Current density (mA/cm^2)": density,
+            "Compliance": int(sample.compliance),
+            "Event": " | ".join(self._state.pending),
+        }
+        self._state.pending.clear()
+        self.emit("results", row)
+        progress = self._progress(sample.t)
+        self.emit("progress", progress)
+        self._update_live(t=sample.t, setpoint_mA=sample.setpoint_mA,
+                          current_mA=sample.current_mA, voltage_V=sample.voltage_V,
+                          impedance_kohm=sample.impedance_kohm, dose_mA_min=sample.dose_mA_min,
+                          density_mA_cm2=density, compliance=sample.compliance,
+                          progress=progress, elapsed_s=self._elapsed(sample.t),
+                          remaining_s=self._remaining(sample.t))
+
+    def _emit_marker(self, phase: str, t: float | None = None) -> None:
+        """Write a row carrying pending events (a trip, the final off) at time t (default now)."""
+        if not self._state.pending or self._plan is None:
+            return
+        t = self._t() if t is None else t
+        row = {c: math.nan for c in DATA_COLUMNS}
+        row.update({"Time (s)": round(t, 4), "Phase": phase, "Setpoint (mA)": 0.0,
+                    "Dose (mA*min)": self._dose.dose_mA_min, "Compliance": 0,
+                    "Event": " | ".join(self._state.pending)})
+        self._state.pending.clear()
+        self.emit("results", row)
+
+    def _update_live(self, **changes: Any) -> None:
+        current = self.live.__dict__ | changes
+        self.live = LiveStatus(**current)
+
+    def _progress(self, t: float) -> float:
+        plan = self._plan
+        if plan is None or self._state.treatment_start is None:
+            return 0.0
+        return max(0.0, min(100.0, 100.0 * (t - self._state.treatment_start)
+                            / plan.nominal_duration_s))
+
+    def _elapsed(self, t: float) -> float:
+        start = self._state.treatment_start
+        return 0.0 if start is None else t - start
+
+    def _remaining(self, t: float) -> float:
+        if self._plan is None:
+            return math.nan
+        return max(0.0, self._plan.nominal_duration_s - self._elapsed(t))
+
+    def _make_summary(self) -> dict[str, Any]:
+        state = self._state
+        plan = self._plan
+        start, end = state.treatment_start, state.treatment_end
+        if start is not None and end is None:
+            end = self._t()
+        simulated = bool(getattr(self.source, "simulated", False))
+        return {
+            "outcome": state.outcome,
+            "rule": state.rule,
+            "reason": state.reason,
+            "planned_dose_mA_min": round(plan.planned_dose_mA_min, 4) if plan else None,
+            "delivered_dose_mA_min": round(self._dose.dose_mA_min, 4),
+            "duration_s": round(end - start, 3) if start is not None else 0.0,
+            "samples": state.samples,
+            "output_off_confirmed": bool(state.output_off_confirmed
+                                         or (self.source is not None
+                                             and not state.output_may_be_on)),
+            "instrument": str(self.instrument_idn or ""),
+            "simulated": simulated,
+            "scenario": self.scenario if simulated else None,
+            "results_file": self.results_file,
+            "software_version": __version__,
+            "drug": self.drug,
+            "target_current_mA": float(self.target_current),
+            "subject_kind": self.subject_kind,
+            "subject_id": self.subject_id,
+            "session_id": self.session_id,
+            "clock": self.clock.name if self.clock else None,
+            "max_schedule_lateness_s": round(state.max_lateness_s, 6),
+            "events": [e.as_dict() for e in state.events],
+        }
+
+    def _safety_config(self, plan: ProtocolPlan) -> SafetyConfig:
+        """Thresholds for this run; on a scaled (demo) clock, real-time jitter is scaled too."""
+        speed = self._clock().speed
+        stale_after = 3 * plan.sample_interval_s
+        if math.isfinite(speed) and speed > 1:
+            stale_after += SCALED_CLOCK_JITTER_S * speed
+        return SafetyConfig(target_mA=plan.target_mA, compliance_V=plan.compliance_V,
+                            electrode_area_cm2=plan.electrode_area_cm2,
+                            max_density_mA_cm2=plan.max_density_mA_cm2,
+                            sample_interval_s=plan.sample_interval_s,
+                            dose_cap_mA_min=plan.dose_cap_mA_min,
+                            stale_after_s=stale_after)
+
+    def _monitor_config(self) -> SafetyConfig:
+        return self._require_monitor().config
+
+    def _describe_plan(self) -> str:
+        plan = self._require_plan()
+        drug = get_drug(self.drug)
+        mode = (f"dose target {plan.dose_target_mA_min:g} mA*min"
+                if plan.dose_target_mA_min is not None else f"{plan.total_min:g} min")
+        return (f"{plan.target_mA:g} mA ({'+' if plan.polarity > 0 else '-'}, {drug.name}), "
+                f"{mode}, planned {plan.planned_dose_mA_min:.1f} mA*min, "
+                f"compliance {plan.compliance_V:g} V, on {self.instrument_idn}")
+
+    def _t(self) -> float:
+        return self._clock().now() - self._t0
+
+    def _sleep_until(self, run_deadline: float) -> None:
+        """Sleep to an absolute deadline; wake for stops (PyMeasure's flag is polled)."""
+        clock = self._clock()
+        target = run_deadline
+        while True:
+            remaining = target - self._t()
+            if remaining <= 0 or self._wake.is_set():
+                break
+            if math.isinf(clock.speed):
+                clock.sleep(remaining, self._wake)
+                break
+            step = min(remaining, 0.05 * clock.speed)
+            clock.sleep(step, self._wake)
+            if self.should_stop():
+                break
+        if not self._estop.is_set():
+            self._wake.clear()
+
+    def _clock(self) -> Clock:
+        if self.clock is None:
+            self.clock = RealClock()
+        return self.clock
+
+    def _source(self) -> CurrentSource:
+        if self.source is None:
+            raise InstrumentFault("no instrument session")
+        return self.source
+
+    def _require_plan(self) -> ProtocolPlan:
+        if self._plan is None:
+            raise RuntimeError("the run has no plan (startup did not complete)")
+        return self._plan
+
+    def _require_monitor(self) -> SafetyMonitor:
+        if self._monitor is None:
+            raise RuntimeError("the run has no safety monitor (startup did not complete)")
+        return self._monitor
+
+    # PyMeasure calls should_stop/emit through the Worker; keep them usable without one.
+    def should_stop(self) -> bool:  # replaced by the Worker
+        return False
+
+    def emit(self, topic: str, record: Any) -> None:  # replaced by the Worker
+        return None
+

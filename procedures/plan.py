@@ -1,0 +1,200 @@
+"""The protocol plan: setpoint profile, phases, planned dose, and pre-flight consistency checks.
+
+Times are on the treatment axis: 0 is the start of the ramp-up (after the contact check).
+Currents are signed: the drug's polarity sets the sign, magnitudes are what the limits see.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ionto_instruments.source import MAX_COMPLIANCE_V, MAX_CURRENT_A, MAX_DENSITY_MA_CM2
+
+#: Maximum dose per electrode (ActivaDose II; Dupel B.L.U.E.), mA*min.
+DOSE_CAP_MA_MIN = 80.0
+
+PHASES = ("pre-flight", "contact-check", "ramp-up", "hold", "ramp-down", "off")
+
+
+class InvalidParameter(ValueError):
+    """A parameter is out of range or inconsistent; raised before anything is energized."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def require_range(field: str, value: float, low: float, high: float, unit: str) -> float:
+    """Return `value` if within [low, high], else raise InvalidParameter naming field and range."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InvalidParameter(field, f"must be a number in [{low:g}, {high:g}] {unit}, "
+                                      f"got {value!r}") from None
+    if math.isnan(number) or not low <= number <= high:
+        raise InvalidParameter(field, f"{number:g} {unit} is outside the allowed range "
+                                      f"[{low:g}, {high:g}] {unit}")
+    return number
+
+
+@dataclass(frozen=True)
+class ProtocolPlan:
+    """A ramped constant-current protocol: ramp up, hold, ramp down; optionally dose-controlled."""
+
+    target_mA: float
+    polarity: int = 1
+    ramp_up_s: float = 30.0
+    total_min: float = 30.0
+    ramp_down_s: float = 30.0
+    dose_target_mA_min: float | None = None
+    electrode_area_cm2: float = 10.0
+    max_density_mA_cm2: float = 0.5
+    compliance_V: float = 40.0
+    sample_interval_s: float = 0.2
+    dose_cap_mA_min: float = DOSE_CAP_MA_MIN
+
+    # -- derived quantities ---------------------------------------------------------------
+
+    @property
+    def total_s(self) -> float:
+        """Treatment time in seconds, ramps included (the maximum in dose-controlled mode)."""
+        return self.total_min * 60.0
+
+    @property
+    def hold_s(self) -> float:
+        """Hold time in seconds for a time-controlled run."""
+        return self.total_s - self.ramp_up_s - self.ramp_down_s
+
+    @property
+    def setpoint_mA(self) -> float:
+        """The signed hold current."""
+        return self.polarity * self.target_mA
+
+    @property
+    def ramp_dose_mA_min(self) -> float:
+        """Dose delivered by one linear ramp up plus one ramp down at the target current."""
+        return self.target_mA * (self.ramp_up_s + self.ramp_down_s) / 2.0 / 60.0
+
+    @property
+    def planned_dose_mA_min(self) -> float:
+        """The dose the plan delivers: the target in dose mode, else the profile's integral."""
+        if self.dose_target_mA_min is not None:
+            return self.dose_target_mA_min
+        return self.target_mA * self.hold_s / 60.0 + self.ramp_dose_mA_min
+
+    @property
+    def nominal_duration_s(self) -> float:
+        """Treatment time the plan needs when the skin lets the full current flow."""
+        if self.dose_target_mA_min is None:
+            return self.total_s
+        hold = (self.dose_target_mA_min - self.ramp_dose_mA_min) / self.target_mA * 60.0
+        return self.ramp_up_s + hold + self.ramp_down_s
+
+    @property
+    def target_density_mA_cm2(self) -> float:
+        """Current density at the target current."""
+        return self.target_mA / self.electrode_area_cm2
+
+    # -- profile --------------------------------------------------------------------------
+
+    def ramp_up_setpoint(self, t: float) -> float:
+        """Signed setpoint during ramp-up at treatment time t (clipped to the target)."""
+        if self.ramp_up_s <= 0 or t >= self.ramp_up_s:
+            return self.setpoint_mA
+        return self.setpoint_mA * max(t, 0.0) / self.ramp_up_s
+
+    def ramp_down_setpoint(self, start_mA: float, elapsed: float) -> float:
+        """Signed setpoint `elapsed` s into a ramp-down that started from `start_mA`."""
+        if self.ramp_down_s <= 0 or elapsed >= self.ramp_down_s:
+            return 0.0
+        return start_mA * (1.0 - elapsed / self.ramp_down_s)
+
+    def setpoint(self, t: float) -> float:
+        """Signed setpoint of the time-controlled profile at treatment time t."""
+        if t < 0 or t >= self.total_s:
+            return 0.0
+        if t < self.ramp_up_s:
+            return self.ramp_up_setpoint(t)
+        ramp_down_start = self.total_s - self.ramp_down_s
+        if t < ramp_down_start:
+            return self.setpoint_mA
+        return self.ramp_down_setpoint(self.setpoint_mA, t - ramp_down_start)
+
+    def phase(self, t: float) -> str:
+        """Phase of the time-controlled profile at treatment time t."""
+        if t < 0:
+            return "contact-check"
+        if t < self.ramp_up_s:
+            return "ramp-up"
+        if t < self.total_s - self.ramp_down_s:
+            return "hold"
+        if t < self.total_s:
+            return "ramp-down"
+        return "off"
+
+    # -- pre-flight -----------------------------------------------------------------------
+
+    def validate(self) -> None:
+        """Raise InvalidParameter (field + allowed range) unless the plan is safe and consistent."""
+        require_range("target current", self.target_mA, 0.05, MAX_CURRENT_A * 1e3, "mA")
+        require_range("ramp-up", self.ramp_up_s, 0.0, 600.0, "s")
+        require_range("ramp-down", self.ramp_down_s, 0.0, 600.0, "s")
+        require_range("treatment time", self.total_min, 0.5, 60.0, "min")
+        require_range("electrode area", self.electrode_area_cm2, 0.5, 500.0, "cm^2")
+        require_range("maximum current density", self.max_density_mA_cm2, 0.01,
+                      MAX_DENSITY_MA_CM2, "mA/cm^2")
+        require_range("compliance voltage", self.compliance_V, 1.0, MAX_COMPLIANCE_V, "V")
+        require_range("sample interval", self.sample_interval_s, 0.05, 2.0, "s")
+        require_range("dose cap", self.dose_cap_mA_min, 0.1, DOSE_CAP_MA_MIN, "mA*min")
+        if self.polarity not in (1, -1):
+            raise InvalidParameter("polarity", f"must be +1 or -1, got {self.polarity!r}")
+        if self.ramp_up_s + self.ramp_down_s > self.total_s:
+            raise InvalidParameter(
+                "treatment time",
+                f"{self.total_min:g} min is shorter than ramp-up + ramp-down "
+                f"({self.ramp_up_s:g} s + {self.ramp_down_s:g} s); the times do not add up")
+        density = self.target_density_mA_cm2
+        if density > self.max_density_mA_cm2 + 1e-12:
+            allowed = self.max_density_mA_cm2 * self.electrode_area_cm2
+            raise InvalidParameter(
+                "target current",
+                f"{self.target_mA:g} mA on {self.electrode_area_cm2:g} cm^2 is "
+                f"{density:.3g} mA/cm^2, above the maximum current density "
+                f"{self.max_density_mA_cm2:g} mA/cm^2; allowed range [0.05, {allowed:.3g}] mA "
+                f"for this electrode")
+        if self.dose_target_mA_min is not None:
+            require_range("dose target", self.dose_target_mA_min, self.ramp_dose_mA_min + 0.01,
+                          self.dose_cap_mA_min, "mA*min")
+            if self.nominal_duration_s > self.total_s + 1e-9:
+                raise InvalidParameter(
+                    "dose target",
+                    f"{self.dose_target_mA_min:g} mA*min at {self.target_mA:g} mA needs "
+                    f"{self.nominal_duration_s / 60:.1f} min, longer than the treatment time "
+                    f"{self.total_min:g} min; raise the time or the current")
+        planned = self.planned_dose_mA_min
+        if planned > self.dose_cap_mA_min + 1e-9:
+            raise InvalidParameter(
+                "treatment time",
+                f"the plan delivers {planned:.1f} mA*min, above the dose cap "
+                f"{self.dose_cap_mA_min:g} mA*min per electrode; shorten the time or lower "
+                f"the current")
+
+
+class DoseIntegrator:
+    """Trapezoidal integral of the measured |current| over time, in mA*min."""
+
+    def __init__(self) -> None:
+        self.dose_mA_min = 0.0
+        self._last: tuple[float, float] | None = None
+
+    def add(self, t_s: float, current_mA: float) -> float:
+        """Add a measured current at time t (s); return the dose so far."""
+        magnitude = abs(current_mA) if math.isfinite(current_mA) else 0.0
+        if self._last is not None:
+            t0, i0 = self._last
+            if t_s > t0:
+                self.dose_mA_min += (i0 + magnitude) / 2.0 * (t_s - t0) / 60.0
+        self._last = (t_s, magnitude)
+        return self.dose_mA_min

@@ -1,0 +1,57 @@
+"""Shared fixtures: every test gets its own simulator and clock; nothing leaks between tests."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from ionto_instruments.clock import VirtualClock  # noqa: E402
+from ionto_instruments.procedures.iontophoresis import ConstantCurrentIontophoresis  # noqa: E402
+from ionto_instruments.procedures.runner import make_procedure, run_protocol  # noqa: E402
+
+
+@dataclass
+class Run:
+    """A finished run: its summary, the procedure, the simulator and the rows on disk."""
+
+    summary: dict[str, Any]
+    procedure: ConstantCurrentIontophoresis
+
+    @property
+    def simulator(self) -> Any:
+        return self.procedure.simulator
+
+    @property
+    def rows(self) -> pd.DataFrame:
+        return pd.read_csv(self.summary["results_file"], comment="#")
+
+    @property
+    def results_file(self) -> Path:
+        return Path(self.summary["results_file"])
+
+
+@pytest.fixture
+def run_protocol_on_sim(tmp_path):
+    """Run the Procedure to its end on a fresh simulator with a virtual clock."""
+
+    def _run(clock=None, extra_rules=(), **values: Any) -> Run:
+        procedure = make_procedure(values)
+        procedure.extra_rules = list(extra_rules)
+        summary = run_protocol(procedure, output_dir=tmp_path, clock=clock or VirtualClock())
+        return Run(summary, procedure)
+
+    return _run
+
+
+@pytest.fixture(autouse=True)
+def _quiet_pymeasure_logs():
+    logging.getLogger("pymeasure").setLevel(logging.WARNING)
+    yield
