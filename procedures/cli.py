@@ -1,16 +1,810 @@
-"""The `ionto` command line."""
+"""The `ionto` command line: run a protocol, list scenarios and resources, report, open the GUI.
+
+Exit codes of `ionto run` (a contract, see EXIT_CODES): 0 completed; 2 invalid input (nothing
+was energized); 3 a burn-risk rule tripped or the contact check refused; 4 instrument fault;
+5 stopped by the operator (Ctrl-C, SIGTERM); 1 internal error (the output is still switched off).
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import logging
+import math
+import os
+import shutil
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ionto_instruments import __version__
 
+from .protocol_file import (
+    BY_KEY,
+    MODELS,
+    SETTINGS,
+    SUBJECT_KINDS,
+    ProtocolError,
+    Sourced,
+    check_value,
+    load_protocol,
+)
+
+if TYPE_CHECKING:
+    from ionto_instruments.clock import Clock
+
+    from .iontophoresis import ConstantCurrentIontophoresis, LiveStatus
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_INVALID = 2
+EXIT_SAFETY = 3
+EXIT_INSTRUMENT = 4
+EXIT_STOPPED = 5
+
+#: Exit code -> meaning, for the help text and the README.
+EXIT_CODES: dict[int, str] = {
+    EXIT_OK: "completed",
+    EXIT_INTERNAL: "internal error (the output is still switched off)",
+    EXIT_INVALID: "invalid input: nothing was energized",
+    EXIT_SAFETY: "a burn-risk safety rule tripped, or the contact check refused",
+    EXIT_INSTRUMENT: "instrument fault (including a wrong or missing instrument)",
+    EXIT_STOPPED: "stopped by the operator (Ctrl-C, or emergency stop by signal)",
+}
+
+DEFAULT_OUTPUT = "runs"
+#: Plain log lines (stderr not a terminal) come at most this often in run time, plus events.
+LOG_EVERY_S = 10.0
+POLL_S = 0.1
+SIM = "simulator"
+
+log = logging.getLogger("ionto_instruments.cli")
+
+
+class UsageError(Exception):
+    """Invalid input found by the command line itself: exit 2, one line, no traceback."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class InstrumentUnavailable(Exception):
+    """No VISA library or no instrument to talk to: exit 4 with one line."""
+
+
+# -- exit codes ------------------------------------------------------------------------------
+
+
+def exit_code(summary: dict[str, Any]) -> int:
+    """Map a run summary (outcome, rule) to the exit code of `ionto run`."""
+    outcome, rule = summary.get("outcome"), summary.get("rule")
+    if outcome == "completed":
+        return EXIT_OK
+    if rule == "instrument-fault":
+        return EXIT_INSTRUMENT
+    if outcome == "stopped" or rule == "emergency-stop":
+        return EXIT_STOPPED
+    if outcome == "refused" and rule == "pre-flight":
+        return EXIT_INVALID
+    if outcome in ("aborted", "refused") and rule:
+        return EXIT_SAFETY
+    return EXIT_INTERNAL
+
+
+# -- argument parsing ------------------------------------------------------------------------
+
+
+def _positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return value
+
+
+def _finite_float(text: str) -> float:
+    """argparse type: a finite number (ranges are checked later, naming the allowed range)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keep the epilog's examples as written; a little wider help column."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=34)
+
+
+def _exit_code_text() -> str:
+    return "\n".join(f"  {code}  {meaning}" for code, meaning in sorted(EXIT_CODES.items()))
+
+
+RUN_EPILOG = f"""\
+examples:
+  ionto run --fast                                  30-minute protocol on the simulator, seconds
+  ionto run --sim impedance-drop@12 --speed 60      a fault at minute 12, 60x faster than real
+  ionto run examples/dexamethasone_cathode.toml --fast --json > summary.json
+  ionto run --current 2 --duration 20 --drug bupivacaine --sim --fast
+  ionto run protocol.toml --resource GPIB0::24::INSTR --subject human --screening-confirmed
+
+Without --resource the run uses the simulated SourceMeter (scenario "normal") in real time;
+--speed X or --fast (virtual clock) are for the simulator only. Flags override the protocol
+file (TOML: [protocol] [subject] [instrument]; see examples/*.toml). Results go to
+DIR/ionto_<date>_<time>.csv with the JSON summary beside it.
+
+Ctrl-C once: stop (ramp down over the ramp-down time, then off). Ctrl-C twice or SIGTERM:
+emergency stop (output off at once). The files are complete either way.
+
+exit codes:
+{_exit_code_text()}
+"""
+
+
+def _add_sim_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sim", nargs="?", const=SIM, metavar="SCENARIO[@MINUTE]",
+                        help="run on the simulator, optionally with a fault scenario "
+                             "(see `ionto scenarios`), e.g. contact-loss@5")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `ionto` and its subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="ionto", formatter_class=_Formatter,
+        description="Constant-current iontophoresis on a Keithley SourceMeter or its simulator.",
+        epilog="examples:\n  ionto run --fast\n  ionto scenarios\n  ionto resources --sim\n"
+               "  ionto report runs/ionto_20250101_120000.csv\n  ionto gui --sim\n\n"
+               "`ionto COMMAND --help` explains each command.")
+    parser.add_argument("--version", action="version", version=f"ionto {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = commands.add_parser(
+        "run", formatter_class=_Formatter, epilog=RUN_EPILOG,
+        help="run a protocol (simulator unless --resource is given)",
+        description="Run a ramped constant-current protocol: pre-flight, contact check, ramp "
+                    "up, hold, ramp down, off.")
+    run.add_argument("protocol", nargs="?", metavar="PROTOCOL.toml",
+                     help="protocol file (TOML); flags override its settings")
+    where = run.add_argument_group("instrument")
+    _add_sim_flag(where)
+    where.add_argument("--resource", metavar="VISA",
+                       help="VISA resource of a real SourceMeter, e.g. GPIB0::24::INSTR")
+    where.add_argument("--model", choices=MODELS, help="instrument model (default keithley2400)")
+    where.add_argument("--seed", type=int, metavar="N", help="simulator random seed")
+    proto = run.add_argument_group("protocol")
+    proto.add_argument("--current", type=_finite_float, metavar="MA",
+                       help="target current magnitude in mA (the drug sets the sign)")
+    proto.add_argument("--duration", type=_finite_float, metavar="MIN",
+                       help="treatment time in minutes, ramps included (maximum with --dose)")
+    proto.add_argument("--ramp-up", type=_finite_float, metavar="S", help="ramp-up time in s")
+    proto.add_argument("--ramp-down", type=_finite_float, metavar="S",
+                       help="ramp-down time in s")
+    proto.add_argument("--dose", type=_finite_float, metavar="MAMIN",
+                       help="dose-controlled: stop at this dose in mA*min")
+    proto.add_argument("--area", type=_finite_float, metavar="CM2",
+                       help="electrode area in cm^2")
+    proto.add_argument("--max-density", type=_finite_float, metavar="MA_PER_CM2",
+                       help="maximum current density in mA/cm^2")
+    proto.add_argument("--compliance", type=_finite_float, metavar="V",
+                       help="compliance voltage in V")
+    proto.add_argument("--interval", type=_finite_float, metavar="S",
+                       help="sample interval in s")
+    proto.add_argument("--drug", metavar="NAME",
+                       help="drug (bupivacaine, dexamethasone, clonidine, ketamine, lidocaine, "
+                            "none); sets the polarity")
+    subject = run.add_argument_group("subject")
+    subject.add_argument("--subject", choices=SUBJECT_KINDS,
+                         help="who is treated (default phantom on the simulator; required "
+                              "with --resource)")
+    subject.add_argument("--screening-confirmed", action="store_true", default=None,
+                         help="the contraindication screening was done (required for human)")
+    subject.add_argument("--subject-id", metavar="ID", help="subject identifier for the records")
+    subject.add_argument("--session-id", metavar="ID", help="session identifier for the records")
+    subject.add_argument("--note", metavar="TEXT", help="operator note for the records")
+    clock = run.add_argument_group("clock (simulator only)").add_mutually_exclusive_group()
+    clock.add_argument("--speed", type=_positive_float, metavar="X",
+                       help="run the clock X times faster (e.g. 60: 30 minutes in 30 s)")
+    clock.add_argument("--fast", action="store_true",
+                       help="virtual clock: a 30-minute protocol in seconds")
+    out = run.add_argument_group("output")
+    out.add_argument("--output", metavar="DIR", default=DEFAULT_OUTPUT,
+                     help=f"directory for the results (default: {DEFAULT_OUTPUT})")
+    out.add_argument("--json", action="store_true",
+                     help="print the JSON summary on stdout (everything else goes to stderr)")
+    out.add_argument("-v", "--verbose", action="store_true", help="log details on stderr")
+    run.set_defaults(handler=cmd_run)
+
+    scenarios = commands.add_parser(
+        "scenarios", formatter_class=_Formatter, help="list the simulator's scenarios",
+        description="List the simulator's scenarios, one per line.",
+        epilog="examples:\n  ionto scenarios\n  ionto run --sim drying@5 --fast\n\n"
+               "A fault scenario takes an optional onset minute: NAME@MINUTE.")
+    scenarios.set_defaults(handler=cmd_scenarios)
+
+    resources = commands.add_parser(
+        "resources", formatter_class=_Formatter,
+        help="list VISA resources and which are supported SourceMeters",
+        description="List the VISA resources pyvisa sees and which answer as a supported "
+                    "SourceMeter (keithley2400, keithley2450).",
+        epilog="examples:\n  ionto resources\n  ionto resources --sim\n\n"
+               "Exit code 4 when no VISA library is installed (NI-VISA, or pyvisa-py).")
+    resources.add_argument("--sim", action="store_true",
+                           help="list the simulator's resources instead")
+    resources.set_defaults(handler=cmd_resources)
+
+    report = commands.add_parser(
+        "report", formatter_class=_Formatter, help="draw a run's report (PNG or PDF)",
+        description="Draw current, voltage, impedance and dose against time, with the summary.",
+        epilog="examples:\n  ionto report runs/ionto_20250101_120000.csv\n"
+               "  ionto report runs/ionto_20250101_120000.csv -o run.pdf")
+    report.add_argument("results", metavar="RESULTS.csv", help="a results file of `ionto run`")
+    report.add_argument("-o", "--output", metavar="FILE",
+                        help="FILE.png or FILE.pdf (default: beside the results, .png)")
+    report.set_defaults(handler=cmd_report)
+
+    gui = commands.add_parser(
+        "gui", formatter_class=_Formatter, help="open the front panel",
+        description="Open the front panel (Qt): the simulator unless --resource is given.",
+        epilog="examples:\n  ionto gui --sim\n  ionto gui --sim impedance-drop@12 --speed 60\n"
+               "  ionto gui --resource GPIB0::24::INSTR --model keithley2400")
+    _add_sim_flag(gui)
+    gui.add_argument("--speed", type=_positive_float, metavar="X",
+                     help="simulator clock speed (default: the front panel's own)")
+    gui.add_argument("--resource", metavar="VISA", help="VISA resource of a real SourceMeter")
+    gui.add_argument("--model", choices=MODELS, default="keithley2400",
+                     help="instrument model (default keithley2400)")
+    gui.set_defaults(handler=cmd_gui)
+    return parser
+
+
+# -- main ------------------------------------------------------------------------------------
+
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `ionto` console script."""
-    parser = argparse.ArgumentParser(prog="ionto", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"ionto {__version__}")
-    parser.parse_args(argv)
-    parser.print_help()
-    return 0
+    """Entry point of the `ionto` console script; returns the exit code."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    prog = f"ionto {args.command}"
+    try:
+        return args.handler(args)
+    except UsageError as exc:
+        _error(prog, str(exc))
+        if getattr(args, "json", False):
+            _print_json({"outcome": "refused", "rule": "pre-flight", "reason": str(exc),
+                         "field": exc.field, "results_file": None})
+        return EXIT_INVALID
+    except InstrumentUnavailable as exc:
+        _error(prog, str(exc))
+        return EXIT_INSTRUMENT
+    except KeyboardInterrupt:
+        _error(prog, "interrupted (nothing was running)")
+        return 130
+    except Exception as exc:
+        _error(prog, f"internal error: {type(exc).__name__}: {exc}")
+        return EXIT_INTERNAL
+
+
+def _error(prog: str, message: str) -> None:
+    print(f"{prog}: error: {' '.join(message.split())}", file=sys.stderr, flush=True)
+
+
+def _print_json(data: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+# -- ionto run -------------------------------------------------------------------------------
+
+
+def collect_settings(args: argparse.Namespace) -> tuple[dict[str, Sourced], list[str]]:
+    """Merge the protocol file and the flags (flags win); return the settings and notes.
+
+    Raises UsageError (exit 2) for conflicting or invalid choices before anything is opened.
+    """
+    notes: list[str] = []
+    if args.protocol is None and args.sim and args.sim.endswith(".toml"):
+        args.protocol, args.sim = args.sim, SIM  # `ionto run --sim p.toml`
+    try:
+        values = load_protocol(args.protocol) if args.protocol else {}
+        for setting in SETTINGS:
+            if setting.parameter == "scenario":
+                continue
+            raw = getattr(args, setting.dest, None)
+            if raw is not None:
+                shown = f"{raw:g}" if isinstance(raw, float) else raw
+                origin = f"{setting.flag} {shown}" if setting.kind is not bool else setting.flag
+                values[setting.key] = Sourced(check_value(setting, raw, origin), origin)
+        if args.sim and args.sim != SIM:
+            values["instrument.scenario"] = Sourced(
+                check_value(BY_KEY["instrument.scenario"], args.sim, f"--sim {args.sim}"),
+                f"--sim {args.sim}")
+    except ProtocolError as exc:
+        raise UsageError(str(exc), exc.key) from None
+
+    if args.sim and args.resource:
+        raise UsageError("--sim and --resource exclude each other: --sim runs on the simulator, "
+                         "--resource on the instrument at that VISA address", "instrument")
+    resource = values.get("instrument.resource")
+    if args.sim and resource is not None:
+        notes.append(f"--sim: ignoring the instrument resource of the protocol file "
+                     f"({resource.value})")
+        del values["instrument.resource"]
+        resource = None
+    if resource is not None:
+        clock_flag = "--fast" if args.fast else "--speed" if args.speed else None
+        if clock_flag:
+            raise UsageError(f"{clock_flag} is for the simulator only; a real instrument "
+                             f"({resource.origin}) runs in real time", "clock")
+        if "instrument.scenario" in values:
+            raise UsageError(f"a scenario ({values['instrument.scenario'].origin}) is for the "
+                             f"simulator only, but the run is on {resource.origin}", "scenario")
+        if "subject.kind" not in values:
+            raise UsageError(
+                f"on a real instrument ({resource.origin}) say who is treated: --subject "
+                f"{'|'.join(SUBJECT_KINDS)} (or [subject] kind in the protocol file); it never "
+                f"defaults to phantom on hardware", "subject")
+        if "seed" in args and args.seed is not None:
+            notes.append("--seed applies to the simulator only; ignored")
+    return values, notes
+
+
+def make_run_clock(args: argparse.Namespace, simulated: bool) -> Clock:
+    """The run's clock: virtual (--fast), scaled (--speed X) or real time."""
+    from ionto_instruments.clock import RealClock, VirtualClock, make_clock
+
+    if args.fast and simulated:
+        return VirtualClock()
+    if args.speed and simulated:
+        return make_clock("scaled", args.speed)
+    return RealClock()
+
+
+def build_procedure(values: dict[str, Sourced]) -> ConstantCurrentIontophoresis:
+    """Check ranges and the plan, then build the Procedure; UsageError names field and range."""
+    from .plan import InvalidParameter
+    from .protocol_file import check_ranges, origin_of, to_parameters
+    from .runner import make_procedure
+
+    try:
+        check_ranges(values)
+    except ProtocolError as exc:
+        raise UsageError(str(exc), exc.key) from None
+    try:
+        procedure = make_procedure(to_parameters(values))
+        procedure.preflight()
+    except InvalidParameter as exc:
+        origin = origin_of(exc.field, values)
+        if exc.field == "screening" and "subject.kind" in values:
+            origin = values["subject.kind"].origin
+        where = f" ({origin})" if origin else ""
+        hint = ""
+        if exc.field == "screening":
+            hint = ("; once it is done, pass --screening-confirmed (or [subject] "
+                    "screening_confirmed = true)")
+        raise UsageError(f"{exc.field}{where}: {exc.message}{hint}", exc.field) from None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return procedure
+
+
+def _describe(procedure: ConstantCurrentIontophoresis) -> str:
+    """One line describing the protocol: current and polarity, drug, time or dose, limits."""
+    from .drugs import get_drug
+
+    plan = procedure.build_plan()
+    drug = get_drug(procedure.drug)
+    mode = (f"dose-controlled {plan.dose_target_mA_min:g} mA*min (at most {plan.total_min:g} "
+            f"min)" if plan.dose_target_mA_min is not None else f"{plan.total_min:g} min")
+    return (f"{plan.target_mA:g} mA from the {drug.active_electrode}, {drug.label}, {mode}, "
+            f"ramps {plan.ramp_up_s:g} s / {plan.ramp_down_s:g} s, planned "
+            f"{plan.planned_dose_mA_min:.1f} mA*min, {plan.electrode_area_cm2:g} cm^2 "
+            f"(max {plan.max_density_mA_cm2:g} mA/cm^2), compliance {plan.compliance_V:g} V, "
+            f"subject {procedure.subject_kind}")
+
+
+def _minutes(seconds: float) -> str:
+    """Format seconds as m:ss (or '--:--' when unknown)."""
+    if not math.isfinite(seconds):
+        return "--:--"
+    seconds = max(0.0, seconds)
+    return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
+
+
+def _num(value: float, fmt: str) -> str:
+    return format(value, fmt) if math.isfinite(value) else "--"
+
+
+def status_text(live: LiveStatus, planned_dose: float) -> str:
+    """The progress line: phase, elapsed / remaining, current, voltage, impedance, dose."""
+    return (f"{live.phase:<9} {_minutes(live.elapsed_s)} / {_minutes(live.remaining_s)} left  "
+            f"{_num(live.current_mA, '+.3f')} mA  {_num(live.voltage_V, '.2f')} V  "
+            f"{_num(live.impedance_kohm, '.2f')} kOhm  "
+            f"{live.dose_mA_min:.2f}/{planned_dose:.2f} mA*min")
+
+
+class Console:
+    """Human output on stderr: a progress line on a terminal, else plain periodic log lines."""
+
+    def __init__(self, stream: TextIO, planned_dose: float = 0.0,
+                 every_s: float = LOG_EVERY_S) -> None:
+        self.stream = stream
+        try:
+            self.tty = stream.isatty()
+        except (AttributeError, ValueError):
+            self.tty = False
+        self.planned_dose = planned_dose
+        self.every_s = every_s
+        self._shown = 0
+        self._next_t = 0.0
+        self._last_event = ""
+        self._lock = threading.RLock()
+        self._broken = False
+
+    def line(self, text: str) -> None:
+        """Print one line, clearing the progress line first on a terminal."""
+        with self._lock:
+            self._write(("\r" + " " * self._shown + "\r" if self._shown else "") + text + "\n")
+            self._shown = 0
+
+    def update(self, live: LiveStatus) -> None:
+        """Show the live status: events as lines, then the progress line or a periodic line."""
+        with self._lock:
+            if live.last_event and live.last_event != self._last_event:
+                self._last_event = live.last_event
+                self.line(f"[{_minutes(live.elapsed_s)}] {live.last_event}")
+            status = status_text(live, self.planned_dose)
+            if self.tty:
+                width = max(20, shutil.get_terminal_size((100, 24)).columns - 1)
+                text = status[:width]
+                self._write("\r" + text + " " * max(0, self._shown - len(text)))
+                self._shown = len(text)
+            elif live.phase in ("ramp-up", "hold", "ramp-down") and live.t >= self._next_t:
+                self._next_t = (math.floor(live.t / self.every_s) + 1) * self.every_s
+                self.line(status)
+
+    def close(self) -> None:
+        """Clear the progress line so what follows starts on a clean line."""
+        with self._lock:
+            if self._shown:
+                self._write("\r" + " " * self._shown + "\r")
+                self._shown = 0
+
+    def _write(self, text: str) -> None:
+        if self._broken:
+            return
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (OSError, ValueError):
+            self._broken = True  # a closed terminal must not stop the run's shutdown path
+
+
+class _ConsoleHandler(logging.Handler):
+    """Log records as single lines through the Console (no tracebacks)."""
+
+    def __init__(self, console: Console) -> None:
+        super().__init__()
+        self.console = console
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = " ".join(record.getMessage().split())
+            self.console.line(f"{record.levelname}: {message}")
+        except Exception:
+            self.handleError(record)
+
+
+@contextlib.contextmanager
+def _logging_to(console: Console, verbose: bool) -> Iterator[None]:
+    """Route warnings (or, verbose, info) of the run to the console; restore afterwards."""
+    handler = _ConsoleHandler(console)
+    handler.setLevel(logging.INFO if verbose else logging.WARNING)
+    if not verbose:  # PyMeasure's Worker sets its own logger level; keep its chatter out
+        handler.addFilter(lambda r: not r.name.startswith("pymeasure")
+                          or r.levelno >= logging.CRITICAL)
+    loggers = {name: logging.getLogger(name) for name in ("ionto_instruments", "pymeasure")}
+    saved = {name: (lg.level, lg.propagate) for name, lg in loggers.items()}
+    loggers["ionto_instruments"].setLevel(logging.INFO if verbose else logging.WARNING)
+    loggers["pymeasure"].setLevel(logging.WARNING if verbose else logging.CRITICAL)
+    for lg in loggers.values():
+        lg.addHandler(handler)
+        lg.propagate = False
+    try:
+        yield
+    finally:
+        for name, lg in loggers.items():
+            lg.removeHandler(handler)
+            lg.setLevel(saved[name][0])
+            lg.propagate = saved[name][1]
+
+
+class StopSignals:
+    """Ctrl-C once: operator stop (ramp down). Twice, SIGTERM or SIGHUP: emergency stop.
+
+    Installed only for the run (main thread only) and restored afterwards. The handlers only
+    set flags and start the emergency stop on a helper thread, so they never block or print.
+    """
+
+    def __init__(self, procedure: ConstantCurrentIontophoresis) -> None:
+        self.procedure = procedure
+        self.notices: list[str] = []
+        self.interrupts = 0
+        self._threads: list[threading.Thread] = []
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        wanted = [(signal.SIGINT, self._on_interrupt), (signal.SIGTERM, self._on_terminate)]
+        if hasattr(signal, "SIGHUP"):
+            wanted.append((signal.SIGHUP, self._on_terminate))
+        for signum, handler in wanted:
+            self._previous[signum] = signal.signal(signum, handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+        for thread in self._threads:
+            thread.join(5.0)
+
+    def _on_interrupt(self, signum: int, frame: object) -> None:
+        self.interrupts += 1
+        if self.interrupts == 1:
+            self.procedure.request_stop()
+            self.notices.append("Ctrl-C: stopping, ramping down to zero, then output off "
+                                "(Ctrl-C again switches the output off at once)")
+        else:
+            self._emergency("Emergency stop (Ctrl-C twice)")
+
+    def _on_terminate(self, signum: int, frame: object) -> None:
+        self._emergency(f"Emergency stop ({signal.Signals(signum).name})")
+
+    def _emergency(self, reason: str) -> None:
+        self.notices.append(f"{reason}: switching the output off at once")
+        thread = threading.Thread(target=self.procedure.emergency_stop, args=(reason,),
+                                  name="ionto-emergency-stop", daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """`ionto run`: validate everything, run the protocol, print the summary, return exit code."""
+    values, notes = collect_settings(args)
+    simulated = "instrument.resource" not in values
+    procedure = build_procedure(values)
+    output_dir = Path(args.output)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--output {args.output}: cannot create the directory: "
+                         f"{exc.strerror or exc}", "output") from None
+    if not os.access(output_dir, os.W_OK):
+        raise UsageError(f"--output {args.output}: the directory is not writable", "output")
+
+    plan = procedure.build_plan()
+    console = Console(sys.stderr, planned_dose=plan.planned_dose_mA_min)
+    clock = make_run_clock(args, simulated)
+    for note in notes:
+        console.line(f"Note: {note}")
+    if simulated:
+        why = "--sim" if args.sim else "no --resource given"
+        console.line(f"SIMULATOR ({why}): simulated {procedure.instrument_model}, scenario "
+                     f"{procedure.scenario}. Nothing real is energized.")
+        if clock.name == "real":
+            console.line(f"Clock: real time: this takes about {_minutes(plan.total_s)} min of "
+                         f"wall time. For a demonstration use --speed 60 (an hour in a minute) "
+                         f"or --fast (virtual clock, seconds).")
+        elif clock.name == "virtual":
+            console.line("Clock: virtual (--fast): as fast as the simulator answers.")
+        else:
+            console.line(f"Clock: {clock.name} (--speed {args.speed:g}).")
+    else:
+        console.line(f"INSTRUMENT: {procedure.instrument_model} at {procedure.resource} "
+                     f"(real hardware, real time).")
+    console.line(f"Protocol: {_describe(procedure)}.")
+    console.line(f"Results: {output_dir}/  |  Ctrl-C: stop (ramp down); twice: off at once.")
+
+    redirect = (contextlib.redirect_stdout(sys.stderr) if args.json
+                else contextlib.nullcontext())
+    summary = _run(procedure, output_dir, clock, console, args.verbose, redirect)
+    console.close()
+    code = exit_code(summary)
+    _print_summary(summary, plan.planned_dose_mA_min,
+                   sys.stderr if args.json else sys.stdout, code)
+    if args.json:
+        _print_json(summary)
+    return code
+
+
+def _run(procedure: ConstantCurrentIontophoresis, output_dir: Path, clock: Clock,
+         console: Console, verbose: bool, redirect: contextlib.AbstractContextManager) -> dict:
+    """Run to the end with the stop signals installed; never leave the run behind on error."""
+    from .runner import run_protocol
+
+    signals = StopSignals(procedure)
+
+    def on_update(live: LiveStatus) -> None:
+        while signals.notices:
+            console.line(signals.notices.pop(0))
+        console.update(live)
+
+    with redirect, _logging_to(console, verbose), signals:
+        try:
+            return run_protocol(procedure, output_dir=output_dir, prefix="ionto", clock=clock,
+                                on_update=_never_raises(on_update), poll_s=POLL_S)
+        except BaseException:
+            procedure.emergency_stop("The command line failed while the run was going")
+            raise
+
+
+def _never_raises(callback: Callable[[Any], None]) -> Callable[[Any], None]:
+    """Wrap a display callback so a display error cannot abandon a running protocol."""
+    def safe(value: Any) -> None:
+        try:
+            callback(value)
+        except Exception:
+            log.debug("progress display failed", exc_info=True)
+    return safe
+
+
+def _print_summary(summary: dict[str, Any], planned: float, stream: TextIO, code: int) -> None:
+    """The end-of-run summary: outcome, cause, dose vs plan, duration, files, exit code."""
+    outcome = summary.get("outcome") or "unknown"
+    rule = summary.get("rule")
+    delivered = float(summary.get("delivered_dose_mA_min") or 0.0)
+    planned = float(summary.get("planned_dose_mA_min") or planned)
+    share = f" ({100 * delivered / planned:.0f} %)" if planned > 0 else ""
+    duration = float(summary.get("duration_s") or 0.0)
+    lines = [
+        "",
+        f"Outcome:   {outcome.upper() if code else outcome}"
+        + (f" (rule {rule})" if rule else ""),
+        f"Cause:     {summary.get('reason') or '-'}",
+        f"Dose:      {delivered:.2f} of {planned:.2f} mA*min planned{share}",
+        f"Duration:  {_minutes(duration)} of treatment ({duration:.1f} s, clock "
+        f"{summary.get('clock')})",
+    ]
+    if summary.get("output_off_confirmed"):
+        lines.append("Output:    off (confirmed by read-back)")
+    elif not summary.get("samples") and not summary.get("instrument"):
+        lines.append("Output:    never switched on (no instrument session was opened)")
+    else:
+        lines.append("Output:    OFF NOT CONFIRMED: switch the SourceMeter off by hand "
+                     "(OUTPUT key) and disconnect the leads")
+    notable = [e for e in summary.get("events") or []
+               if e.get("kind") in ("warning", "trip", "stop", "instrument-error")]
+    for i, event in enumerate(notable[:8]):
+        label = "Events:    " if i == 0 else "           "
+        lines.append(f"{label}{event['kind']} at {event['t']:.1f} s: {event['message']}")
+    if len(notable) > 8:
+        lines.append(f"           ... and {len(notable) - 8} more in the summary file")
+    results = summary.get("results_file")
+    if results:
+        lines.append(f"Files:     {results}")
+        lines.append(f"           {Path(results).with_suffix('.json')}")
+        lines.append(f"Report:    ionto report {results}")
+    lines.append(f"Exit code: {code} ({EXIT_CODES.get(code, '?')})")
+    try:
+        stream.write("\n".join(lines) + "\n")
+        stream.flush()
+    except (OSError, ValueError):
+        pass
+
+
+# -- the other commands ----------------------------------------------------------------------
+
+
+def cmd_scenarios(args: argparse.Namespace) -> int:
+    """`ionto scenarios`: the simulator's scenarios, one line each."""
+    from ionto_instruments.simulator import SCENARIOS
+
+    width = max(len(str(name)) for name in SCENARIOS)
+    for name, text in SCENARIOS.items():
+        print(f"{str(name):<{width}}  {text}")
+    return EXIT_OK
+
+
+def cmd_resources(args: argparse.Namespace) -> int:
+    """`ionto resources`: VISA resources and which answer as a supported SourceMeter."""
+    from ionto_instruments.connect import scan_resources
+
+    if args.sim:
+        from ionto_instruments.simulator import MODELS as SIM_MODELS
+        from ionto_instruments.simulator import SimulatedSourceMeter
+
+        found = []
+        for model in SIM_MODELS:
+            simulator = SimulatedSourceMeter(model)
+            found += scan_resources(simulator.visa_library)
+        where = "simulator"
+    else:
+        try:
+            found = scan_resources()
+        except (ValueError, OSError) as exc:
+            raise InstrumentUnavailable(
+                f"no VISA library: {exc} (install NI-VISA, or `pip install pyvisa-py`; "
+                f"`ionto resources --sim` lists the simulator)") from None
+        where = "pyvisa"
+    if not found:
+        print(f"No VISA resources found ({where}).", file=sys.stderr)
+        return EXIT_OK
+    width = max(len(info.resource) for info in found)
+    for info in found:
+        model = info.model or "not supported"
+        print(f"{info.resource:<{width}}  {model:<13}  {info.idn}")
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """`ionto report`: draw a results file to PNG or PDF."""
+    source = Path(args.results)
+    if not source.is_file():
+        raise UsageError(f"results file not found: {source}", "results")
+    if args.output and Path(args.output).suffix.lower() not in (".png", ".pdf"):
+        raise UsageError(f"-o {args.output}: the report is written as .png or .pdf", "output")
+    try:
+        from .report import make_report
+    except ImportError as exc:
+        _error("ionto report", f"the report module cannot be loaded: {exc}")
+        return EXIT_INTERNAL
+    try:
+        target = make_report(source, args.output)
+    except (ValueError, KeyError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot draw {source}: is it a results file of `ionto run`? "
+                         f"({type(exc).__name__}: {exc})", "results") from None
+    except OSError as exc:
+        raise UsageError(f"cannot write the report: {exc}", "output") from None
+    print(target)
+    return EXIT_OK
+
+
+def cmd_gui(args: argparse.Namespace) -> int:
+    """`ionto gui`: open the front panel (loaded only now; Qt is heavy)."""
+    if args.sim and args.resource:
+        raise UsageError("--sim and --resource exclude each other", "instrument")
+    if args.speed and args.resource:
+        raise UsageError("--speed is for the simulator only; a real instrument runs in real "
+                         "time", "clock")
+    scenario = "normal"
+    if args.sim and args.sim != SIM:
+        try:
+            scenario = check_value(BY_KEY["instrument.scenario"], args.sim, f"--sim {args.sim}")
+        except ProtocolError as exc:
+            raise UsageError(str(exc), "scenario") from None
+    if (sys.platform.startswith("linux") and not os.environ.get("DISPLAY")
+            and not os.environ.get("WAYLAND_DISPLAY") and not os.environ.get("QT_QPA_PLATFORM")):
+        _error("ionto gui", "no display (DISPLAY is not set); run it on a desktop, or try "
+                            "`ionto run --sim --speed 60` in a terminal")
+        return EXIT_INTERNAL
+    try:
+        from ionto_instruments.gui.app import run_gui
+    except ImportError as exc:
+        _error("ionto gui", f"the front panel cannot be loaded ({type(exc).__name__}: {exc}); "
+                            f"check that PyQt5 and pyqtgraph are installed")
+        return EXIT_INTERNAL
+    options: dict[str, Any] = {"scenario": scenario, "resource": args.resource,
+                               "model": args.model}
+    if args.speed:
+        options["speed"] = args.speed
+    return int(run_gui(**options))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
