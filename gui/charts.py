@@ -1,0 +1,620 @@
+"""Live charts of a run against time, with a per-tick cost that stays flat as the run grows.
+
+PyMeasure's stock `ResultsCurve` re-reads the whole file and replots every point each tick.
+Here a `ResultsTail` reads only the bytes appended since the last tick (a byte offset), and a
+`ChunkedCurve` keeps completed chunks of points as static plot items that are never touched
+again; only the last chunk gets `setData`. Clip-to-view and peak downsampling keep painting
+cheap too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from pymeasure.display.widgets.tab_widget import TabWidget
+from pyqtgraph.Qt import QtCore, QtGui, QtWidgets
+
+from ionto_instruments.procedures.drugs import get_drug
+from ionto_instruments.procedures.iontophoresis import CONTACT_CHECK_S
+from ionto_instruments.procedures.plan import DOSE_CAP_MA_MIN
+
+from . import theme
+
+log = logging.getLogger(__name__)
+log.addHandler(logging.NullHandler())
+
+TIME = "Time (s)"
+PHASE = "Phase"
+SETPOINT = "Setpoint (mA)"
+CURRENT = "Current (mA)"
+VOLTAGE = "Voltage (V)"
+IMPEDANCE = "Impedance (kohm)"
+DOSE = "Dose (mA*min)"
+EVENT = "Event"
+TEXT_COLUMNS = (PHASE, EVENT)
+
+#: Points per chunk: a completed chunk becomes a static item that is never updated again.
+CHUNK_SIZE = 4096
+#: Event lines drawn per run at most (warnings may repeat every sample).
+MAX_EVENT_LINES = 24
+
+#: Colours given to successive runs (browser icon; curves of runs not in focus).
+RUN_PALETTE = ("#ffd43b", "#4dabf7", "#ff922b", "#69db7c", "#f783ac", "#a9e34b", "#e599f7",
+               "#66d9e8")
+
+
+def _to_float(cell: str) -> float:
+    try:
+        return float(cell)
+    except ValueError:
+        return math.nan
+
+
+@dataclass
+class RowBlock:
+    """Rows parsed from the file: numeric columns as float arrays, text columns as lists."""
+
+    numbers: dict[str, np.ndarray] = field(default_factory=dict)
+    text: dict[str, list[str]] = field(default_factory=dict)
+    count: int = 0
+
+    def __len__(self) -> int:
+        return self.count
+
+
+class ResultsTail:
+    """Read a growing PyMeasure CSV incrementally: only complete lines appended since last time.
+
+    The header (comment lines, then the column labels) is re-read until the first data line
+    exists, because PyMeasure rewrites the file once to insert the metadata before any row.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = str(path)
+        self.offset = 0
+        self.columns: list[str] | None = None
+        self.rows_read = 0
+        self._partial = b""
+
+    def read_new(self) -> RowBlock:
+        """Return the rows appended since the last call (possibly none)."""
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except FileNotFoundError:
+            return RowBlock()
+        if not data:
+            return RowBlock()
+        buffer = self._partial + data
+        cut = buffer.rfind(b"\n")
+        if cut < 0:
+            self._partial = buffer
+            self.offset += len(data)
+            return RowBlock()
+        complete = buffer[:cut + 1]
+        lines = complete.decode("utf-8", errors="replace").splitlines()
+        if self.columns is None:
+            lines = [line for line in lines if line and not line.startswith("#")]
+            if len(lines) < 2:  # labels only (or nothing): re-read the header next time
+                return RowBlock()
+            self.columns = next(csv.reader([lines[0]]))
+            lines = lines[1:]
+        self._partial = buffer[cut + 1:]
+        self.offset += len(data)
+        return self._parse([line for line in lines if line and not line.startswith("#")])
+
+    def _parse(self, lines: list[str]) -> RowBlock:
+        columns = self.columns or []
+        rows = [row for row in csv.reader(lines) if len(row) == len(columns)]
+        if not rows:
+            return RowBlock()
+        self.rows_read += len(rows)
+        block = RowBlock(count=len(rows))
+        for index, name in enumerate(columns):
+            cells = [row[index] for row in rows]
+            if name in TEXT_COLUMNS:
+                block.text[name] = cells
+                continue
+            try:
+                block.numbers[name] = np.asarray(cells, dtype=float)
+            except ValueError:  # an empty cell or a stray word: parse one by one
+                block.numbers[name] = np.fromiter((_to_float(c) for c in cells), float,
+                                                  len(cells))
+        return block
+
+
+def _without_clipping(item: pg.GraphicsObject, action: Any) -> None:
+    """Run `action` with the item's clip-to-view off (pyqtgraph 0.14 workaround).
+
+    While Qt moves an item into or out of a scene, pyqtgraph asks a clip-to-view item to
+    recompute its display data against the GraphicsView, which has no `autoRangeEnabled`
+    (AttributeError). PlotItem.addItem re-applies the plot's clip mode afterwards.
+    """
+    opts = getattr(item, "opts", None)
+    saved = None
+    if isinstance(opts, dict) and "clipToView" in opts:
+        saved, opts["clipToView"] = opts["clipToView"], False
+    try:
+        action()
+    finally:
+        if saved is not None and not opts["clipToView"]:
+            opts["clipToView"] = saved
+
+
+def _add_item(plot: pg.PlotItem, item: pg.GraphicsObject, ignore_bounds: bool = False) -> None:
+    """Add an item to a plot (clip-to-view and peak downsampling come from the plot)."""
+    _without_clipping(item, lambda: plot.addItem(item, ignoreBounds=ignore_bounds))
+
+
+def _remove_item(plot: pg.PlotItem, item: pg.GraphicsObject) -> None:
+    """Remove an item from a plot."""
+    _without_clipping(item, lambda: plot.removeItem(item))
+
+
+class ChunkedCurve:
+    """A growing curve made of fixed-size chunks; only the last chunk is ever updated."""
+
+    def __init__(self, plot: pg.PlotItem, pen: Any, chunk_size: int = CHUNK_SIZE,
+                 z: float = 0.0) -> None:
+        self.plot = plot
+        self.pen = pen
+        self.chunk_size = chunk_size
+        self.z = z
+        self.items: list[pg.PlotDataItem] = []
+        self.attached = True
+        self.count = 0
+        self._x = np.empty(0)
+        self._y = np.empty(0)
+        self._n = 0
+        self._live: pg.PlotDataItem | None = None
+
+    def _new_item(self) -> pg.PlotDataItem:
+        item = pg.PlotDataItem(pen=self.pen, antialias=False)
+        item.opts["autoDownsampleFactor"] = 1.0  # one min/max pair per pixel is enough
+        item.setSkipFiniteCheck(True)
+        item.setZValue(self.z)
+        self.items.append(item)
+        if self.attached:
+            _add_item(self.plot, item)
+        return item
+
+    def append(self, x: np.ndarray, y: np.ndarray) -> None:
+        """Append points (non-finite ones are dropped); touches only the last chunk."""
+        keep = np.isfinite(x) & np.isfinite(y)
+        if not keep.all():
+            x, y = x[keep], y[keep]
+        i, total = 0, len(x)
+        while i < total:
+            if self._live is None:
+                self._x = np.empty(self.chunk_size + 1)
+                self._y = np.empty(self.chunk_size + 1)
+                self._n = 0
+                if self.items:  # start where the previous chunk ended, so the line is joined
+                    last_x, last_y = self.items[-1].getOriginalDataset()
+                    self._x[0], self._y[0] = last_x[-1], last_y[-1]
+                    self._n = 1
+                self._live = self._new_item()
+            take = min(self.chunk_size + 1 - self._n, total - i)
+            self._x[self._n:self._n + take] = x[i:i + take]
+            self._y[self._n:self._n + take] = y[i:i + take]
+            self._n += take
+            i += take
+            self.count += take
+            if self._n == self.chunk_size + 1:  # full: final data, then never touched again
+                self._live.setData(self._x, self._y)
+                self._live = None
+        if self._live is not None and total:
+            self._live.setData(self._x[:self._n], self._y[:self._n])
+
+    def data(self) -> tuple[np.ndarray, np.ndarray]:
+        """All points (for tests and exports), chunk joints not repeated."""
+        xs, ys = [], []
+        for k, item in enumerate(self.items):
+            x, y = item.getOriginalDataset()
+            if x is None:
+                continue
+            start = 1 if k else 0
+            xs.append(x[start:])
+            ys.append(y[start:])
+        if not xs:
+            return np.empty(0), np.empty(0)
+        return np.concatenate(xs), np.concatenate(ys)
+
+    def set_pen(self, pen: Any) -> None:
+        """Re-pen every chunk."""
+        self.pen = pen
+        for item in self.items:
+            item.setPen(pen)
+
+    def attach(self) -> None:
+        """Show the curve on its plot."""
+        if not self.attached:
+            self.attached = True
+            for item in self.items:
+                _add_item(self.plot, item)
+
+    def detach(self) -> None:
+        """Take the curve off its plot (kept in memory)."""
+        if self.attached:
+            self.attached = False
+            for item in self.items:
+                _remove_item(self.plot, item)
+
+
+class RunCurves:
+    """Everything one run draws: the curves, phase shading, limits and event marks.
+
+    PyMeasure's Manager treats this as the run's "curve": it calls `update_data()` and the
+    charts widget's `load`/`remove`/`set_color` with it.
+    """
+
+    def __init__(self, charts: ChartsWidget, results: Any, color: Any) -> None:
+        self.wdg = charts
+        self.results = results
+        self.color = QtGui.QColor(color)
+        self.tail = ResultsTail(results.data_filename)
+        self.focused = False
+        self.attached = True
+        self.current = ChunkedCurve(charts.current_plot, None, z=2)
+        self.setpoint = ChunkedCurve(charts.current_plot, None, z=1)
+        self.voltage = ChunkedCurve(charts.voltage_plot, None, z=2)
+        self.impedance = ChunkedCurve(charts.impedance_plot, None, z=2)
+        self.dose = ChunkedCurve(charts.dose_plot, None, z=2)
+        self.curves = (self.current, self.setpoint, self.voltage, self.impedance, self.dose)
+        self._decor: list[tuple[pg.PlotItem, pg.GraphicsObject, bool]] = []
+        self._phase_regions: list[tuple[str, float, list[pg.LinearRegionItem]]] = []
+        self._last_phase: str | None = None
+        self._last_x = math.nan
+        #: Latest time drawn (min) and the protocol's planned length (min, NaN if unknown).
+        self.last_x = math.nan
+        self.planned_span = math.nan
+        self._event_lines = 0
+        self._last_warning = ""
+        self._add_limits()
+        self.set_focus(True)
+
+    # ---------------------------------------------------------------- data
+
+    def update_data(self) -> int:
+        """Read the rows appended to the file since the last call and draw them; return count."""
+        block = self.tail.read_new()
+        if not block:
+            return 0
+        numbers = block.numbers
+        if TIME not in numbers:
+            return 0
+        x = numbers[TIME] / 60.0
+        for curve, column in ((self.current, CURRENT), (self.setpoint, SETPOINT),
+                              (self.voltage, VOLTAGE), (self.impedance, IMPEDANCE),
+                              (self.dose, DOSE)):
+            if column in numbers:
+                curve.append(x, numbers[column])
+        if PHASE in block.text:
+            self._update_phases(x, block.text[PHASE])
+        if EVENT in block.text:
+            self._mark_events(x, block.text[EVENT])
+        finite = x[np.isfinite(x)]
+        if len(finite):
+            self.last_x = float(finite.max()) if math.isnan(self.last_x) else max(
+                self.last_x, float(finite.max()))
+            if self.focused and self.attached:
+                self.wdg.ensure_visible(self.last_x)
+        return len(block)
+
+    @property
+    def rows(self) -> int:
+        """Rows read from the file so far."""
+        return self.tail.rows_read
+
+    # ---------------------------------------------------------------- decorations
+
+    def _add_limits(self) -> None:
+        procedure = getattr(self.results, "procedure", None)
+        if procedure is None:
+            return
+        charts = self.wdg
+        try:
+            polarity = get_drug(procedure.drug).polarity
+        except (ValueError, AttributeError):
+            polarity = 1
+        compliance = _float_or_nan(getattr(procedure, "compliance_voltage", math.nan))
+        if math.isfinite(compliance):
+            self._limit_line(charts.voltage_plot, polarity * compliance, theme.LIMIT,
+                             f"compliance {compliance:g} V")
+        target = math.nan
+        label = "dose target"
+        if getattr(procedure, "dose_controlled", False):
+            target = _float_or_nan(getattr(procedure, "dose_target", math.nan))
+        else:
+            with contextlib.suppress(Exception):
+                target = procedure.build_plan().planned_dose_mA_min
+                label = "planned dose"
+        with contextlib.suppress(Exception):
+            self.planned_span = (CONTACT_CHECK_S + procedure.build_plan().nominal_duration_s
+                                 + float(procedure.sample_interval)) / 60.0
+        if math.isfinite(target):
+            self._limit_line(charts.dose_plot, target, theme.TARGET, f"{label} {target:.1f}",
+                             right=False)
+        self._limit_line(charts.dose_plot, DOSE_CAP_MA_MIN, theme.LIMIT,
+                         f"cap {DOSE_CAP_MA_MIN:g} mA\u00b7min")
+        target_mA = _float_or_nan(getattr(procedure, "target_current", math.nan))
+        if math.isfinite(target_mA):  # headroom above the hold current for the legend
+            headroom = pg.PlotDataItem([0.0, 0.0], [0.0, 1.2 * polarity * target_mA],
+                                       pen=pg.mkPen(0, 0, 0, 0))
+            self._add_decor(charts.current_plot, headroom, ignore_bounds=False)
+
+    def _limit_line(self, plot: pg.PlotItem, y: float, color: str, label: str,
+                    right: bool = True) -> None:
+        # an invisible point just beyond the limit keeps it (and its label) in the auto-range
+        anchor = pg.PlotDataItem([0.0], [1.3 * y], pen=pg.mkPen(0, 0, 0, 0))
+        self._add_decor(plot, anchor, ignore_bounds=False)
+        line = pg.InfiniteLine(pos=y, angle=0, movable=False,
+                               pen=pg.mkPen(color, width=1.5,
+                                            style=QtCore.Qt.PenStyle.DashLine),
+                               label=label,
+                               labelOpts={"position": 0.985 if right else 0.015,
+                                          "color": color,
+                                          "anchors": [(1, 1), (1, 1)] if right
+                                          else [(0, 1), (0, 1)]})
+        self._add_decor(plot, line)
+
+    def _add_decor(self, plot: pg.PlotItem, item: pg.GraphicsObject,
+                   ignore_bounds: bool = True) -> None:
+        self._decor.append((plot, item, ignore_bounds))
+        if self.attached:
+            _add_item(plot, item, ignore_bounds)
+        item.setVisible(self.focused)
+
+    def _update_phases(self, x: np.ndarray, phases: list[str]) -> None:
+        if not len(x):
+            return
+        for xi, phase in zip(x.tolist(), phases, strict=False):
+            if phase != self._last_phase and phase:
+                if self._phase_regions:
+                    self._set_region_end(xi)
+                self._start_region(phase, xi)
+                self._last_phase = phase
+        self._last_x = float(x[-1])
+        self._set_region_end(self._last_x)
+
+    def _start_region(self, phase: str, x: float) -> None:
+        color = QtGui.QColor(theme.PHASE_COLORS.get(phase, "#868e96"))
+        color.setAlpha(theme.PHASE_ALPHA)
+        items = []
+        for plot in self.wdg.plots:
+            region = pg.LinearRegionItem(values=(x, x), orientation="vertical",
+                                         brush=pg.mkBrush(color), pen=pg.mkPen(None),
+                                         movable=False)
+            region.setZValue(-10)
+            self._add_decor(plot, region)
+            items.append(region)
+        self._phase_regions.append((phase, x, items))
+
+    def _set_region_end(self, x: float) -> None:
+        phase, start, items = self._phase_regions[-1]
+        for region in items:
+            region.setRegion((start, x))
+
+    def phases(self) -> list[tuple[str, float, float]]:
+        """The phase segments drawn: (phase, start min, end min)."""
+        return [(phase, start, items[0].getRegion()[1])
+                for phase, start, items in self._phase_regions]
+
+    def _mark_events(self, x: np.ndarray, events: list[str]) -> None:
+        for xi, event in zip(x.tolist(), events, strict=False):
+            if not event or self._event_lines >= MAX_EVENT_LINES:
+                continue
+            if "TRIP:" in event:
+                color, text = theme.LIMIT, "TRIP"
+            elif "WARNING:" in event:
+                if event == self._last_warning:
+                    continue
+                self._last_warning = event
+                color, text = theme.SAFETY_COLORS["warning"], "warning"
+            else:
+                continue
+            if not math.isfinite(xi):
+                continue
+            self._event_lines += 1
+            for k, plot in enumerate(self.wdg.plots):
+                line = pg.InfiniteLine(pos=xi, angle=90, movable=False,
+                                       pen=pg.mkPen(color, width=2),
+                                       label=text if k == 0 else None,
+                                       labelOpts={"position": 0.9, "color": color})
+                line.setToolTip(event)
+                self._add_decor(plot, line)
+
+    # ---------------------------------------------------------------- appearance
+
+    def set_focus(self, focused: bool) -> None:
+        """The run in focus is drawn in the quantity colours with its phases and limits."""
+        self.focused = focused
+        if focused:
+            pens = (pg.mkPen(theme.CURRENT, width=2),
+                    pg.mkPen(theme.SETPOINT, width=1, style=QtCore.Qt.PenStyle.DashLine),
+                    pg.mkPen(theme.VOLTAGE, width=2), pg.mkPen(theme.IMPEDANCE, width=2),
+                    pg.mkPen(theme.DOSE, width=2))
+        else:
+            faded = QtGui.QColor(self.color)
+            faded.setAlpha(170)
+            run = pg.mkPen(faded, width=1)
+            pens = (run, pg.mkPen(faded, width=1, style=QtCore.Qt.PenStyle.DotLine), run, run,
+                    run)
+        for curve, pen in zip(self.curves, pens, strict=True):
+            curve.set_pen(pen)
+        for _, item, _ in self._decor:
+            item.setVisible(focused)
+
+    def set_color(self, color: Any) -> None:
+        """Change the run's colour (browser icon and the curves when not in focus)."""
+        self.color = QtGui.QColor(color)
+        self.set_focus(self.focused)
+
+    def attach(self) -> None:
+        """Put the run's items on the plots."""
+        if self.attached:
+            return
+        self.attached = True
+        for curve in self.curves:
+            curve.attach()
+        for plot, item, ignore in self._decor:
+            _add_item(plot, item, ignore)
+
+    def detach(self) -> None:
+        """Take the run's items off the plots."""
+        if not self.attached:
+            return
+        self.attached = False
+        for curve in self.curves:
+            curve.detach()
+        for plot, item, _ in self._decor:
+            _remove_item(plot, item)
+
+
+def _float_or_nan(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+class ChartsWidget(TabWidget, QtWidgets.QWidget):
+    """Four stacked charts against time (min): current+setpoint, voltage, impedance, dose."""
+
+    def __init__(self, name: str = "Charts", parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(name, parent)
+        self.setObjectName("charts")
+        self.runs: list[RunCurves] = []
+        self.focus: RunCurves | None = None
+        self._palette_index = 0
+        self.layout_widget = pg.GraphicsLayoutWidget(self)
+        self.layout_widget.setBackground(theme.DISPLAY_BACKGROUND)
+        self.layout_widget.ci.layout.setSpacing(2)
+        self.layout_widget.ci.setContentsMargins(2, 4, 8, 2)
+        self.current_plot = self._add_plot("Current", "mA", theme.CURRENT, row=0)
+        self.voltage_plot = self._add_plot("Voltage", "V", theme.VOLTAGE, row=1)
+        self.impedance_plot = self._add_plot("Impedance", "k\u03a9", theme.IMPEDANCE, row=2)
+        self.dose_plot = self._add_plot("Dose", "mA\u00b7min", theme.DOSE, row=3)
+        self.plots = (self.current_plot, self.voltage_plot, self.impedance_plot, self.dose_plot)
+        for plot in self.plots[:-1]:
+            plot.setXLink(self.dose_plot)
+            plot.getAxis("bottom").setStyle(showValues=False)
+        self.dose_plot.setLabel("bottom", "Time", units="min", color=theme.TEXT_DIM)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(2)
+        layout.addWidget(self._phase_key())
+        layout.addWidget(self.layout_widget, 1)
+
+    def _add_plot(self, name: str, unit: str, color: str, row: int) -> pg.PlotItem:
+        plot = self.layout_widget.addPlot(row=row, col=0)
+        plot.setLabel("left", f"{name}<br>({unit})", color=color, **{"font-size": "9pt",
+                                                                   "font-weight": "bold"})
+        plot.showGrid(x=True, y=True, alpha=0.18)
+        plot.setClipToView(True)
+        plot.setDownsampling(auto=True, mode="peak")
+        plot.getAxis("left").setWidth(64)
+        for axis in ("left", "bottom"):
+            plot.getAxis(axis).setPen(pg.mkPen(theme.PANEL_EDGE))
+            plot.getAxis(axis).setTextPen(pg.mkPen(theme.TEXT_DIM))
+        return plot
+
+    def _phase_key(self) -> QtWidgets.QWidget:
+        key = QtWidgets.QWidget(self)
+        row = QtWidgets.QHBoxLayout(key)
+        row.setContentsMargins(6, 2, 6, 2)
+        title = QtWidgets.QLabel("Phases:", key)
+        title.setStyleSheet(f"color: {theme.TEXT_DIM};")
+        row.addWidget(title)
+        for phase in ("contact-check", "ramp-up", "hold", "ramp-down"):
+            label = QtWidgets.QLabel(f" {phase} ", key)
+            label.setStyleSheet(f"background-color: {theme.PHASE_COLORS[phase]}; color: #0b0e11;"
+                                " border-radius: 3px; font-weight: bold;")
+            row.addWidget(label)
+        row.addSpacing(10)
+        for text, color in (("\u2501 measured", theme.TEXT), ("\u2504 setpoint", theme.SETPOINT),
+                            ("\u2504 target", theme.TARGET), ("\u2504 limit", theme.LIMIT),
+                            ("\u2503 trip", theme.LIMIT),
+                            ("\u2503 warning", theme.SAFETY_COLORS["warning"])):
+            label = QtWidgets.QLabel(text, key)
+            label.setStyleSheet(f"color: {color};")
+            row.addWidget(label)
+        row.addStretch(1)
+        return key
+
+    # ---------------------------------------------------------------- PyMeasure's widget API
+
+    def next_color(self) -> QtGui.QColor:
+        """The next run colour of the palette."""
+        color = QtGui.QColor(RUN_PALETTE[self._palette_index % len(RUN_PALETTE)])
+        self._palette_index += 1
+        return color
+
+    def new_curve(self, results: Any, color: Any = None, **kwargs: Any) -> RunCurves:
+        """Create the run's drawing (not yet the focus; `load` makes it so)."""
+        curves = RunCurves(self, results, color if color is not None else self.next_color())
+        curves.set_focus(False)
+        return curves
+
+    def load(self, curve: RunCurves) -> None:
+        """Show a run and bring it into focus (the newest loaded run is the focus)."""
+        curve.attach()
+        if curve not in self.runs:
+            self.runs.append(curve)
+        self.set_focus(curve)
+
+    def remove(self, curve: RunCurves) -> None:
+        """Hide a run; the focus moves to the newest run still shown."""
+        curve.detach()
+        if curve in self.runs:
+            self.runs.remove(curve)
+        if self.focus is curve:
+            self.set_focus(self.runs[-1] if self.runs else None)
+
+    def set_focus(self, curve: RunCurves | None) -> None:
+        """Draw `curve` in the quantity colours with its phases and limits; fade the others."""
+        self.focus = curve
+        for run in self.runs:
+            run.set_focus(run is curve)
+        self.fit_time_axis()
+
+    def fit_time_axis(self) -> None:
+        """Show the whole protocol: 0 to the planned length (or the data, if longer).
+
+        A fixed time axis (like a LabVIEW chart) keeps the completed chunks' display data
+        valid from tick to tick; an ever-growing auto-range would re-clip every chunk.
+        """
+        spans = [run.last_x for run in self.runs if math.isfinite(run.last_x)]
+        if self.focus is not None and math.isfinite(self.focus.planned_span):
+            spans.append(self.focus.planned_span)
+        if not spans:
+            return
+        for plot in self.plots:
+            plot.enableAutoRange(x=False)
+        self.dose_plot.setXRange(0.0, max(spans), padding=0.01)
+
+    def ensure_visible(self, x: float) -> None:
+        """Extend the time axis (by a quarter) when the data runs past its end."""
+        view = self.dose_plot.getViewBox()
+        if view.autoRangeEnabled()[0]:
+            return  # the operator pressed pyqtgraph's auto-range: let it follow
+        if x > view.viewRange()[0][1]:
+            self.dose_plot.setXRange(0.0, x * 1.25, padding=0.01)
+
+    def set_color(self, curve: RunCurves, color: Any) -> None:
+        """Change a run's colour."""
+        curve.set_color(color)
+
+    def clear_widget(self) -> None:
+        """Remove every run."""
+        for run in list(self.runs):
+            self.remove(run)

@@ -1,0 +1,103 @@
+"""Colours and the Qt style sheet of the front panel: one dark, high-contrast look everywhere."""
+
+from __future__ import annotations
+
+#: Panel colours.
+BACKGROUND = "#1b1f24"
+PANEL = "#262b32"
+PANEL_EDGE = "#3a414b"
+TEXT = "#e8eaed"
+TEXT_DIM = "#9aa4af"
+DISPLAY_BACKGROUND = "#0b0e11"
+
+#: One colour per quantity, shared by the numeric indicators and the charts.
+CURRENT = "#ffd43b"
+SETPOINT = "#f8f9fa"
+VOLTAGE = "#4dabf7"
+IMPEDANCE = "#da77f2"
+DOSE = "#69db7c"
+TIME = "#e8eaed"
+LIMIT = "#ff6b6b"
+TARGET = "#a9e34b"
+
+#: Safety light colours.
+SAFETY_COLORS = {"ok": "#2fbf4a", "warning": "#ffb020", "tripped": "#e03131", "idle": "#4a525c"}
+
+#: Phase colours (chart shading and the phase indicator).
+PHASE_COLORS = {
+    "pre-flight": "#868e96",
+    "contact-check": "#845ef7",
+    "ramp-up": "#339af0",
+    "hold": "#20c997",
+    "ramp-down": "#fd7e14",
+    "off": "#868e96",
+}
+
+#: Shades of the chart background behind each phase (alpha 0-255).
+PHASE_ALPHA = 38
+
+MONO_FONT = "DejaVu Sans Mono"
+
+STYLE_SHEET = f"""
+QMainWindow, QDialog, QWidget {{
+    background-color: {BACKGROUND};
+    color: {TEXT};
+}}
+QDockWidget::title {{
+    background: {PANEL};
+    padding: 4px;
+    font-weight: bold;
+}}
+QLineEdit, QAbstractSpinBox, QComboBox, QPlainTextEdit, QTreeWidget, QTextEdit {{
+    background-color: #11151a;
+    color: {TEXT};
+    border: 1px solid {PANEL_EDGE};
+    border-radius: 3px;
+    padding: 2px;
+    selection-background-color: #2f5d8a;
+}}
+QComboBox QAbstractItemView {{
+    background-color: #11151a;
+    color: {TEXT};
+}}
+QHeaderView::section {{
+    background-color: {PANEL};
+    color: {TEXT_DIM};
+    border: 1px solid {PANEL_EDGE};
+    padding: 2px;
+}}
+QPushButton {{
+    background-color: #343b45;
+    color: {TEXT};
+    border: 1px solid #4b5563;
+    border-radius: 4px;
+    padding: 5px 12px;
+}}
+QPushButton:hover {{ background-color: #3f4752; }}
+QPushButton:disabled {{ color: #6b7480; background-color: #2a2f36; }}
+QTabWidget::pane {{ border: 1px solid {PANEL_EDGE}; }}
+QTabBar::tab {{
+    background: {PANEL};
+    color: {TEXT_DIM};
+    padding: 5px 14px;
+    border: 1px solid {PANEL_EDGE};
+}}
+QTabBar::tab:selected {{ background: #323944; color: {TEXT}; }}
+QProgressBar {{
+    background-color: {DISPLAY_BACKGROUND};
+    border: 1px solid {PANEL_EDGE};
+    border-radius: 4px;
+    text-align: center;
+    color: {TEXT};
+    font-weight: bold;
+}}
+QProgressBar::chunk {{ background-color: #1c7ed6; border-radius: 3px; }}
+QMenuBar {{ background-color: {PANEL}; color: {TEXT}; }}
+QMenuBar::item:selected {{ background: #3f4752; }}
+QMenu {{ background-color: {PANEL}; color: {TEXT}; }}
+QMenu::item:selected {{ background: #3f4752; }}
+QStatusBar {{ background-color: {PANEL}; color: {TEXT_DIM}; }}
+QCheckBox, QRadioButton, QLabel {{ background: transparent; }}
+QScrollArea {{ border: none; }}
+QSplitter::handle {{ background-color: {PANEL_EDGE}; }}
+"""
