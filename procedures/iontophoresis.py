@@ -93,6 +93,7 @@ class _RunState:
     pending: list[str] = field(default_factory=list)
     samples: int = 0
     output_may_be_on: bool = False
+    output_was_on: bool = False
     output_off_confirmed: bool = False
     treatment_start: float | None = None
     treatment_end: float | None = None
@@ -476,6 +477,7 @@ class ConstantCurrentIontophoresis(Procedure):
             if self._estop.is_set():
                 return
             self._state.output_may_be_on = True
+            self._state.output_was_on = True
             source.output_on()
 
     def _switch_off_now(self) -> None:
@@ -660,9 +662,9 @@ class ConstantCurrentIontophoresis(Procedure):
             "delivered_dose_mA_min": round(self._dose.dose_mA_min, 4),
             "duration_s": round(end - start, 3) if start is not None else 0.0,
             "samples": state.samples,
-            "output_off_confirmed": bool(state.output_off_confirmed
-                                         or (self.source is not None
-                                             and not state.output_may_be_on)),
+            # True when read back as off, or when this run never switched the output on.
+            "output_off_confirmed": bool(state.output_off_confirmed or not state.output_was_on),
+            "output_was_on": state.output_was_on,
             "instrument": str(self.instrument_idn or ""),
             "simulated": simulated,
             "scenario": self.scenario if simulated else None,

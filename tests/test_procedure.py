@@ -102,6 +102,8 @@ def test_human_subject_without_screening_is_refused_before_energizing(run_protoc
     assert run.summary["samples"] == 0
     assert load_summary(run.results_file) == run.summary
     assert run.procedure.source is None, "nothing was even connected"
+    assert run.summary["output_was_on"] is False
+    assert run.summary["output_off_confirmed"] is True
 
 
 def test_confirmed_screening_lets_a_human_run_proceed(run_protocol_on_sim):
