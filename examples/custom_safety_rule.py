@@ -73,7 +73,7 @@ def main() -> int:
     fast = os.environ.get("IONTO_FAST", "") not in ("", "0")
     factory = VirtualClock if fast else (lambda: ScaledClock(60.0))
     normal = run("normal", factory)
-    print(f"normal skin:      {normal['outcome']:<9} rule={normal['rule']}  "
+    print(f"normal skin:       {normal['outcome']:<9} rule={normal['rule']}  "
           f"{normal['delivered_dose_mA_min']:.1f} mA*min")
     drying = run("drying@5", factory)
     print(f"drying from 5 min: {drying['outcome']:<9} rule={drying['rule']}  "

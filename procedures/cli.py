@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         _error(prog, str(exc))
         return EXIT_INSTRUMENT
     except KeyboardInterrupt:
-        _error(prog, "interrupted (nothing was running)")
+        _error(prog, "interrupted")
         return 130
     except Exception as exc:
         _error(prog, f"internal error: {type(exc).__name__}: {exc}")
@@ -358,7 +358,7 @@ def collect_settings(args: argparse.Namespace) -> tuple[dict[str, Sourced], list
                 f"on a real instrument ({resource.origin}) say who is treated: --subject "
                 f"{'|'.join(SUBJECT_KINDS)} (or [subject] kind in the protocol file); it never "
                 f"defaults to phantom on hardware", "subject")
-        if "seed" in args and args.seed is not None:
+        if args.seed is not None:
             notes.append("--seed applies to the simulator only; ignored")
     return values, notes
 

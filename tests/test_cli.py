@@ -373,6 +373,18 @@ def test_gui_that_cannot_be_imported_is_one_line_and_exit_1(tmp_path):
     assert "front panel cannot be loaded" in one_line_error(proc)
 
 
+def test_gui_passes_scenario_speed_resource_and_model_to_the_front_panel(monkeypatch):
+    app = pytest.importorskip("ionto_instruments.gui.app")
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+    monkeypatch.setattr(app, "run_gui", lambda **kwargs: calls.append(kwargs) or 0)
+    assert cli.main(["gui", "--sim", "Drying@3", "--speed", "30"]) == 0
+    assert cli.main(["gui", "--resource", "GPIB0::24::INSTR", "--model", "keithley2450"]) == 0
+    assert calls == [
+        {"scenario": "drying@3", "speed": 30.0, "resource": None, "model": "keithley2400"},
+        {"scenario": "normal", "resource": "GPIB0::24::INSTR", "model": "keithley2450"}]
+
+
 @pytest.mark.parametrize("args", [["gui", "--sim", "--resource", "GPIB0::24::INSTR"],
                                   ["gui", "--speed", "60", "--resource", "GPIB0::24::INSTR"],
                                   ["gui", "--sim", "nonsense"]])
@@ -494,7 +506,8 @@ def test_stop_signals_request_a_stop_then_an_emergency_stop_and_restore_handlers
     done = threading.Event()
     fake = SimpleNamespace(request_stop=lambda: calls.append("stop"),
                            emergency_stop=lambda reason: (calls.append(reason), done.set()))
-    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    watched = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    before = [signal.getsignal(s) for s in watched]
     with cli.StopSignals(fake) as signals:  # type: ignore[arg-type]
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(0.05)
@@ -504,9 +517,13 @@ def test_stop_signals_request_a_stop_then_an_emergency_stop_and_restore_handlers
         done.clear()
         os.kill(os.getpid(), signal.SIGTERM)
         assert done.wait(5)
-    assert calls == ["stop", "Emergency stop (Ctrl-C twice)", "Emergency stop (SIGTERM)"]
-    assert len(signals.notices) == 3
-    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+        done.clear()
+        os.kill(os.getpid(), signal.SIGHUP)  # the terminal went away: never leave it on
+        assert done.wait(5)
+    assert calls == ["stop", "Emergency stop (Ctrl-C twice)", "Emergency stop (SIGTERM)",
+                     "Emergency stop (SIGHUP)"]
+    assert len(signals.notices) == 4
+    assert [signal.getsignal(s) for s in watched] == before
 
 
 class _Stream(io.StringIO):
