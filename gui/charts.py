@@ -161,10 +161,20 @@ def _remove_item(plot: pg.PlotItem, item: pg.GraphicsObject) -> None:
 
 
 class ChunkedCurve:
-    """A growing curve made of fixed-size chunks; only the last chunk is ever updated."""
+    """A growing curve made of fixed-size chunks; only the last chunk is ever updated.
+
+    Completed chunks hold 1 + `chunk_size` points (the first repeats the previous chunk's
+    last point, so the line has no gap) and are drawn with min/max ("peak") downsampling by
+    a power of two chosen from the view: `chunk_size` is a multiple of it, so the only point
+    a bin can leave out is the last one, which the next chunk draws again. pyqtgraph's own
+    auto-downsampling drops up to ds-1 trailing points instead (a final spike would vanish).
+    The live chunk is drawn at full resolution, so the newest sample is always on screen.
+    """
 
     def __init__(self, plot: pg.PlotItem, pen: Any, chunk_size: int = CHUNK_SIZE,
                  z: float = 0.0) -> None:
+        if chunk_size & (chunk_size - 1):
+            raise ValueError("chunk_size must be a power of two")
         self.plot = plot
         self.pen = pen
         self.chunk_size = chunk_size
@@ -172,19 +182,35 @@ class ChunkedCurve:
         self.items: list[pg.PlotDataItem] = []
         self.attached = True
         self.count = 0
+        #: Downsampling factor of the completed chunks (a power of two).
+        self.ds = 1
+        self._first_x = math.nan
+        self._last_x = math.nan
+        #: Extremes of the points appended so far (for the charts' own y-scaling).
+        self.y_min = math.inf
+        self.y_max = -math.inf
+        self.y_min_positive = math.inf
         self._x = np.empty(0)
         self._y = np.empty(0)
         self._n = 0
         self._live: pg.PlotDataItem | None = None
 
+    def _configure(self, item: pg.PlotDataItem) -> None:
+        # after PlotItem.addItem, which imposes the plot's own downsampling mode
+        item.setClipToView(True)
+        item.setDynamicRangeLimit(None)  # the charts keep every point in view themselves
+        item.setDownsampling(ds=1 if item is self._live else self.ds, auto=False,
+                             method="peak")
+
     def _new_item(self) -> pg.PlotDataItem:
         item = pg.PlotDataItem(pen=self.pen, antialias=False)
-        item.opts["autoDownsampleFactor"] = 1.0  # one min/max pair per pixel is enough
         item.setSkipFiniteCheck(True)
         item.setZValue(self.z)
         self.items.append(item)
+        self._live = item
         if self.attached:
             _add_item(self.plot, item)
+            self._configure(item)
         return item
 
     def append(self, x: np.ndarray, y: np.ndarray) -> None:
@@ -193,6 +219,15 @@ class ChunkedCurve:
         if not keep.all():
             x, y = x[keep], y[keep]
         i, total = 0, len(x)
+        if total:
+            if math.isnan(self._first_x):
+                self._first_x = float(x[0])
+            self._last_x = float(x[-1])
+            self.y_min = min(self.y_min, float(y.min()))
+            self.y_max = max(self.y_max, float(y.max()))
+            positive = y[y > 0]
+            if len(positive):
+                self.y_min_positive = min(self.y_min_positive, float(positive.min()))
         while i < total:
             if self._live is None:
                 self._x = np.empty(self.chunk_size + 1)
@@ -202,7 +237,8 @@ class ChunkedCurve:
                     last_x, last_y = self.items[-1].getOriginalDataset()
                     self._x[0], self._y[0] = last_x[-1], last_y[-1]
                     self._n = 1
-                self._live = self._new_item()
+                self._new_item()
+            live = self._live
             take = min(self.chunk_size + 1 - self._n, total - i)
             self._x[self._n:self._n + take] = x[i:i + take]
             self._y[self._n:self._n + take] = y[i:i + take]
@@ -210,10 +246,28 @@ class ChunkedCurve:
             i += take
             self.count += take
             if self._n == self.chunk_size + 1:  # full: final data, then never touched again
-                self._live.setData(self._x, self._y)
                 self._live = None
+                live.setData(self._x, self._y)
+                if self.ds != 1:
+                    live.setDownsampling(ds=self.ds, auto=False, method="peak")
         if self._live is not None and total:
             self._live.setData(self._x[:self._n], self._y[:self._n])
+
+    def set_density(self, pixels_per_unit: float) -> None:
+        """Pick the completed chunks' downsampling for the view (about one bin per pixel)."""
+        span = self._last_x - self._first_x
+        if not (self.count > 1 and span > 0 and pixels_per_unit > 0):
+            return
+        points_per_pixel = self.count / (span * pixels_per_unit)
+        ds = 1
+        while ds * 2 <= min(points_per_pixel, self.chunk_size):
+            ds *= 2
+        if ds == self.ds:
+            return
+        self.ds = ds
+        for item in self.items:
+            if item is not self._live:
+                item.setDownsampling(ds=ds, auto=False, method="peak")
 
     def data(self) -> tuple[np.ndarray, np.ndarray]:
         """All points (for tests and exports), chunk joints not repeated."""
@@ -241,6 +295,7 @@ class ChunkedCurve:
             self.attached = True
             for item in self.items:
                 _add_item(self.plot, item)
+                self._configure(item)
 
     def detach(self) -> None:
         """Take the curve off its plot (kept in memory)."""
@@ -271,6 +326,8 @@ class RunCurves:
         self.dose = ChunkedCurve(charts.dose_plot, None, z=2)
         self.curves = (self.current, self.setpoint, self.voltage, self.impedance, self.dose)
         self._decor: list[tuple[pg.PlotItem, pg.GraphicsObject, bool]] = []
+        #: Values each plot's scale must include while this run is in focus (limits).
+        self._scale_marks: list[tuple[pg.PlotItem, float]] = []
         self._phase_regions: list[tuple[str, float, list[pg.LinearRegionItem]]] = []
         self._last_phase: str | None = None
         self._last_x = math.nan
@@ -293,21 +350,26 @@ class RunCurves:
         if TIME not in numbers:
             return 0
         x = numbers[TIME] / 60.0
-        for curve, column in ((self.current, CURRENT), (self.setpoint, SETPOINT),
-                              (self.voltage, VOLTAGE), (self.impedance, IMPEDANCE),
-                              (self.dose, DOSE)):
+        for curve, column, scale in ((self.current, CURRENT, 1.0), (self.setpoint, SETPOINT, 1.0),
+                                     (self.voltage, VOLTAGE, 1.0),
+                                     (self.impedance, IMPEDANCE, 1e3),  # ohms: SI prefixes
+                                     (self.dose, DOSE, 1.0)):
             if column in numbers:
-                curve.append(x, numbers[column])
+                curve.append(x, numbers[column] * scale if scale != 1.0 else numbers[column])
         if PHASE in block.text:
             self._update_phases(x, block.text[PHASE])
         if EVENT in block.text:
             self._mark_events(x, block.text[EVENT])
+        pixels_per_unit = self.wdg.pixels_per_unit()
+        for curve in self.curves:
+            curve.set_density(pixels_per_unit)
         finite = x[np.isfinite(x)]
         if len(finite):
             self.last_x = float(finite.max()) if math.isnan(self.last_x) else max(
                 self.last_x, float(finite.max()))
             if self.focused and self.attached:
                 self.wdg.ensure_visible(self.last_x)
+        self.wdg.autoscale_y()
         return len(block)
 
     @property
@@ -347,16 +409,15 @@ class RunCurves:
         self._limit_line(charts.dose_plot, DOSE_CAP_MA_MIN, theme.LIMIT,
                          f"cap {DOSE_CAP_MA_MIN:g} mA\u00b7min")
         target_mA = _float_or_nan(getattr(procedure, "target_current", math.nan))
-        if math.isfinite(target_mA):  # headroom above the hold current for the legend
-            headroom = pg.PlotDataItem([0.0, 0.0], [0.0, 1.2 * polarity * target_mA],
-                                       pen=pg.mkPen(0, 0, 0, 0))
-            self._add_decor(charts.current_plot, headroom, ignore_bounds=False)
+        if math.isfinite(target_mA):  # zero and some headroom above the hold current
+            self._scale_marks += [(charts.current_plot, 0.0),
+                                  (charts.current_plot, 1.2 * polarity * target_mA)]
+        self._scale_marks.append((charts.dose_plot, 0.0))
 
     def _limit_line(self, plot: pg.PlotItem, y: float, color: str, label: str,
                     right: bool = True) -> None:
-        # an invisible point just beyond the limit keeps it (and its label) in the auto-range
-        anchor = pg.PlotDataItem([0.0], [1.3 * y], pen=pg.mkPen(0, 0, 0, 0))
-        self._add_decor(plot, anchor, ignore_bounds=False)
+        # the scale reaches just beyond the limit, so the line and its label are in view
+        self._scale_marks.append((plot, 1.3 * y))
         line = pg.InfiniteLine(pos=y, angle=0, movable=False,
                                pen=pg.mkPen(color, width=1.5,
                                             style=QtCore.Qt.PenStyle.DashLine),
@@ -403,6 +464,21 @@ class RunCurves:
         phase, start, items = self._phase_regions[-1]
         for region in items:
             region.setRegion((start, x))
+
+    def y_bounds(self, plot: pg.PlotItem, log: bool = False) -> tuple[float, float]:
+        """Smallest and largest value this run shows on `plot` (inf, -inf if none)."""
+        low, high = math.inf, -math.inf
+        if not self.attached:
+            return low, high
+        for curve in self.curves:
+            if curve.plot is plot and curve.count:
+                low = min(low, curve.y_min_positive if log else curve.y_min)
+                high = max(high, curve.y_max)
+        if self.focused:
+            for mark_plot, value in self._scale_marks:
+                if mark_plot is plot and (value > 0 or not log):
+                    low, high = min(low, value), max(high, value)
+        return low, high
 
     def phases(self) -> list[tuple[str, float, float]]:
         """The phase segments drawn: (phase, start min, end min)."""
@@ -502,9 +578,25 @@ class ChartsWidget(TabWidget, QtWidgets.QWidget):
         self.layout_widget.ci.setContentsMargins(2, 4, 8, 2)
         self.current_plot = self._add_plot("Current", "mA", theme.CURRENT, row=0)
         self.voltage_plot = self._add_plot("Voltage", "V", theme.VOLTAGE, row=1)
-        self.impedance_plot = self._add_plot("Impedance", "k\u03a9", theme.IMPEDANCE, row=2)
+        self.impedance_plot = self._add_plot("Impedance", "\u03a9", theme.IMPEDANCE, row=2,
+                                             si_units=True)
         self.dose_plot = self._add_plot("Dose", "mA\u00b7min", theme.DOSE, row=3)
         self.plots = (self.current_plot, self.voltage_plot, self.impedance_plot, self.dose_plot)
+        view = self.dose_plot.getViewBox()
+        view.sigXRangeChanged.connect(self._update_density)
+        view.sigResized.connect(self._update_density)
+        # The charts scale themselves ("follow"): a fixed time axis for the protocol and y
+        # ranges from the extremes each curve tracks, so no tick makes pyqtgraph scan every
+        # item's bounds. Zooming with the mouse stops following; the "A" button resumes.
+        self.follow_x = True
+        self.follow_y = {plot: True for plot in self.plots}
+        for plot in self.plots:
+            plot.enableAutoRange(x=False, y=False)
+            plot.getViewBox().sigRangeChangedManually.connect(
+                lambda mask, plot=plot: self._manual_range(plot, mask))
+            plot.getViewBox().sigStateChanged.connect(
+                lambda _view, plot=plot: self._auto_range_requested(plot))
+        self.dose_plot.setXRange(0.0, 30.0, padding=0.01)
         for plot in self.plots[:-1]:
             plot.setXLink(self.dose_plot)
             plot.getAxis("bottom").setStyle(showValues=False)
@@ -515,13 +607,18 @@ class ChartsWidget(TabWidget, QtWidgets.QWidget):
         layout.addWidget(self._phase_key())
         layout.addWidget(self.layout_widget, 1)
 
-    def _add_plot(self, name: str, unit: str, color: str, row: int) -> pg.PlotItem:
+    def _add_plot(self, name: str, unit: str, color: str, row: int,
+                  si_units: bool = False) -> pg.PlotItem:
+        """One chart; with `si_units` the axis scales its unit (kΩ normally, MΩ for an open
+        circuit) instead of printing 1e+06 tick labels."""
         plot = self.layout_widget.addPlot(row=row, col=0)
-        plot.setLabel("left", f"{name}<br>({unit})", color=color, **{"font-size": "9pt",
-                                                                   "font-weight": "bold"})
+        style = {"color": color, "font-size": "9pt", "font-weight": "bold"}
+        if si_units:
+            plot.setLabel("left", f"{name}<br>", units=unit, **style)
+        else:
+            plot.setLabel("left", f"{name}<br>({unit})", **style)
         plot.showGrid(x=True, y=True, alpha=0.18)
         plot.setClipToView(True)
-        plot.setDownsampling(auto=True, mode="peak")
         plot.getAxis("left").setWidth(64)
         for axis in ("left", "bottom"):
             plot.getAxis(axis).setPen(pg.mkPen(theme.PANEL_EDGE))
@@ -598,17 +695,75 @@ class ChartsWidget(TabWidget, QtWidgets.QWidget):
             spans.append(self.focus.planned_span)
         if not spans:
             return
-        for plot in self.plots:
-            plot.enableAutoRange(x=False)
-        self.dose_plot.setXRange(0.0, max(spans), padding=0.01)
+        if self.follow_x:
+            self.dose_plot.setXRange(0.0, max(spans), padding=0.01)
+        self.autoscale_y(force=True)
+
+    def pixels_per_unit(self) -> float:
+        """Screen pixels per minute of the time axis."""
+        view = self.dose_plot.getViewBox()
+        low, high = view.viewRange()[0]
+        return view.width() / (high - low) if high > low else 0.0
+
+    def _update_density(self, *_: object) -> None:
+        pixels_per_unit = self.pixels_per_unit()
+        for run in self.runs:
+            for curve in run.curves:
+                curve.set_density(pixels_per_unit)
 
     def ensure_visible(self, x: float) -> None:
         """Extend the time axis (by a quarter) when the data runs past its end."""
         view = self.dose_plot.getViewBox()
-        if view.autoRangeEnabled()[0]:
-            return  # the operator pressed pyqtgraph's auto-range: let it follow
-        if x > view.viewRange()[0][1]:
+        if self.follow_x and x > view.viewRange()[0][1]:
             self.dose_plot.setXRange(0.0, x * 1.25, padding=0.01)
+
+    def autoscale_y(self, force: bool = False) -> None:
+        """Fit each following plot's y range to the shown runs; change it only when needed.
+
+        The range grows with 10 % headroom when data leaves it and shrinks when the data
+        uses less than a third of it, so a growing run rescales a few times, not every tick.
+        """
+        for plot in self.plots:
+            if not self.follow_y[plot]:
+                continue
+            view = plot.getViewBox()
+            log = bool(plot.ctrl.logYCheck.isChecked())
+            low, high = math.inf, -math.inf
+            for run in self.runs:
+                run_low, run_high = run.y_bounds(plot, log)
+                low, high = min(low, run_low), max(high, run_high)
+            if not (math.isfinite(low) and math.isfinite(high)):
+                continue
+            if log:
+                low, high = math.log10(low), math.log10(high)
+            span = high - low
+            pad = 0.05 * span if span > 0 else max(abs(high) * 0.1, 0.5)
+            current_low, current_high = view.viewRange()[1]
+            outside = low - pad * 0.5 < current_low or high + pad * 0.5 > current_high
+            too_wide = (current_high - current_low) > 3 * (span + 2 * pad)
+            if force or outside or too_wide:
+                view.setYRange(low - pad, high + 2 * pad, padding=0.0)
+
+    def _manual_range(self, plot: pg.PlotItem, mask: Any) -> None:
+        """The operator zoomed or panned: stop following on those axes."""
+        if mask is None or (len(mask) > 0 and mask[0]):
+            self.follow_x = False
+        if mask is None or (len(mask) > 1 and mask[1]):
+            self.follow_y[plot] = False
+
+    def _auto_range_requested(self, plot: pg.PlotItem) -> None:
+        """pyqtgraph's "A" button (or menu) asked for auto-range: resume following."""
+        view = plot.getViewBox()
+        x_auto, y_auto = view.autoRangeEnabled()
+        if not (x_auto or y_auto):
+            return
+        view.enableAutoRange(x=False, y=False)
+        if x_auto:
+            self.follow_x = True
+        if y_auto:
+            self.follow_y[plot] = True
+        self.fit_time_axis()
+        self.autoscale_y(force=True)
 
     def set_color(self, curve: RunCurves, color: Any) -> None:
         """Change a run's colour."""

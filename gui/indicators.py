@@ -17,7 +17,7 @@ def format_number(value: float | None, decimals: int, signed: bool = False,
     """Format a reading for a display; '---' when there is no finite value.
 
     With `max_chars`, drop decimals and then switch to exponent notation so that the text
-    always fits the display (e.g. an open circuit's 3432968 kOhm shows as 3.4e+06).
+    always fits the display (e.g. 34329680 in 7 characters shows as 3.4e+07).
     """
     if value is None or not math.isfinite(value):
         return "---"
@@ -36,13 +36,11 @@ def format_number(value: float | None, decimals: int, signed: bool = False,
 
 
 def format_duration(seconds: float | None) -> str:
-    """Format seconds as mm:ss (or h:mm:ss); '--:--' when unknown."""
+    """Format seconds as mm:ss (minutes keep counting past 59); '--:--' when unknown."""
     if seconds is None or not math.isfinite(seconds):
         return "--:--"
-    total = max(0, int(round(seconds)))
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+    minutes, secs = divmod(max(0, int(round(seconds))), 60)
+    return f"{minutes:02d}:{secs:02d}"
 
 
 def _font(point_size: int, bold: bool = True, mono: bool = False) -> QtGui.QFont:
@@ -64,7 +62,7 @@ def css_font(point_size: int, bold: bool = True, mono: bool = False) -> str:
 class NumericIndicator(QtWidgets.QFrame):
     """A large numeric display with caption and unit, readable from across the room."""
 
-    DIGIT_PT = 24
+    DIGIT_PT = 22
 
     def __init__(self, caption: str, unit: str, color: str, decimals: int = 2,
                  signed: bool = False, object_name: str = "", max_chars: int = 6,
@@ -231,13 +229,13 @@ class EmergencyStopButton(QtWidgets.QPushButton):
         super().__init__("EMERGENCY\nSTOP\n[ Esc ]", parent)
         self.setObjectName("emergencyStop")
         self.setToolTip("Switch the output off at once (no ramp). Shortcut: Esc")
-        self.setMinimumSize(195, 120)
+        self.setMinimumSize(180, 120)
         self.setSizePolicy(QtWidgets.QSizePolicy.Policy.Fixed,
                            QtWidgets.QSizePolicy.Policy.Expanding)
         self.setFocusPolicy(QtCore.Qt.FocusPolicy.NoFocus)
         self.setStyleSheet(
             "QPushButton#emergencyStop { background-color: #d00000; color: white;"
-            " font-size: 17pt; font-weight: bold; border: 4px solid #ffd43b;"
+            " font-size: 16pt; font-weight: bold; border: 4px solid #ffd43b;"
             " border-radius: 14px; padding: 6px; }"
             "QPushButton#emergencyStop:hover { background-color: #f01010; }"
             "QPushButton#emergencyStop:pressed { background-color: #8b0000; }"
@@ -249,10 +247,10 @@ class StopRampDownButton(QtWidgets.QPushButton):
     """The operator stop: ramp down over the ramp-down time, then off."""
 
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
-        super().__init__("Stop\n(ramp down)", parent)
+        super().__init__("STOP\nramp\ndown", parent)
         self.setObjectName("stopRampDown")
         self.setToolTip("Ramp the current down over the ramp-down time, then switch off")
-        self.setMinimumSize(105, 120)
+        self.setMinimumSize(90, 120)
         self.setSizePolicy(QtWidgets.QSizePolicy.Policy.Fixed,
                            QtWidgets.QSizePolicy.Policy.Expanding)
         self.setStyleSheet(

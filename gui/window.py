@@ -203,7 +203,7 @@ class FrontPanelWindow(ManagedWindowBase):
         self.impedance_display = NumericIndicator("Impedance", "k\u03a9", theme.IMPEDANCE, 2,
                                                   object_name="indicatorImpedance", max_chars=7)
         self.dose_display = NumericIndicator("Dose", "mA\u00b7min", theme.DOSE, 2,
-                                             object_name="indicatorDose")
+                                             object_name="indicatorDose", max_chars=5)
         self.elapsed_display = TimeIndicator("Elapsed", "min:s", theme.TIME,
                                              object_name="indicatorElapsed", max_chars=5)
         self.remaining_display = TimeIndicator("Remaining", "min:s", theme.TIME,
@@ -258,12 +258,16 @@ class FrontPanelWindow(ManagedWindowBase):
         vbox.setContentsMargins(6, 6, 6, 6)
         vbox.setSpacing(6)
         vbox.addWidget(self.sim_banner)
-        vbox.addWidget(self.trip_alert)
-        vbox.addWidget(self.notice)
         vbox.addLayout(self._indicator_grid())
         vbox.addWidget(old_main, 1)
         self.setCentralWidget(panel)
         self.main = old_main
+        # the trip alert and notices float over the top of the charts: no layout jump
+        for overlay in (self.trip_alert, self.notice):
+            overlay.setParent(old_main)
+            overlay.hide()
+            overlay.installEventFilter(self)
+        old_main.installEventFilter(self)
         splitter = old_main.findChild(QtWidgets.QSplitter)
         if splitter is not None:
             splitter.setStretchFactor(0, 5)
@@ -285,6 +289,26 @@ class FrontPanelWindow(ManagedWindowBase):
         grid.addWidget(self.estop_button, 0, 7, 3, 1)
         return grid
 
+    def eventFilter(self, watched: QtCore.QObject, event: QtCore.QEvent) -> bool:  # noqa: N802
+        """Keep the floating alert and notice placed over the top of the charts."""
+        if event.type() in (QtCore.QEvent.Type.Resize, QtCore.QEvent.Type.Show,
+                            QtCore.QEvent.Type.Hide) and watched in (
+                self.main, self.trip_alert, self.notice):
+            self._place_overlays()
+        return super().eventFilter(watched, event)
+
+    def _place_overlays(self) -> None:
+        top = self.tabs.tabBar().height() + 2
+        width = self.main.width() - 12
+        for overlay in (self.trip_alert, self.notice):
+            if overlay.isHidden():
+                continue
+            height = (overlay.heightForWidth(width) if overlay.hasHeightForWidth()
+                      else overlay.sizeHint().height())
+            overlay.setGeometry(6, top, width, max(height, overlay.minimumSizeHint().height()))
+            overlay.raise_()
+            top += overlay.height() + 4
+
     def _layout_inputs_dock(self) -> None:
         drug_input = self.inputs.drug
         layout = drug_input.parentWidget().layout()
@@ -292,7 +316,7 @@ class FrontPanelWindow(ManagedWindowBase):
         drug_input.currentIndexChanged.connect(self._update_drug_info)
         for dock in self.findChildren(QtWidgets.QDockWidget):
             if dock.widget() is not None and dock.widget().isAncestorOf(self.inputs):
-                dock.setMinimumWidth(250)
+                dock.setMinimumWidth(235)
                 dock_layout = dock.widget().layout()
                 dock_layout.setStretchFactor(self.inputs, 1)
                 box = QtWidgets.QWidget(dock)
@@ -508,6 +532,8 @@ class FrontPanelWindow(ManagedWindowBase):
             return
         live = procedure.live
         self.show_live(live)
+        if not running and procedure.summary is not None:
+            self.phase_display.set_phase("off")  # ended (a trip leaves the phase it hit)
         if running and live.safety == "tripped" and self._tripped_procedure is not procedure:
             self._latch_trip(procedure, live.last_event)
         self._show_safety(running=running, live=live)

@@ -83,21 +83,40 @@ def test_tail_handles_nan_marker_rows(results_file):
 
 def test_completed_chunks_are_never_touched_again(qtbot):
     plot = pg.PlotItem()
-    curve = ChunkedCurve(plot, pg.mkPen("y"), chunk_size=100)
-    x = np.arange(250, dtype=float)
+    curve = ChunkedCurve(plot, pg.mkPen("y"), chunk_size=128)
+    x = np.arange(300, dtype=float)
     curve.append(x[:150], x[:150] * 2)
     assert len(curve.items) == 2
     frozen = curve.items[0]
     calls = []
-    frozen.setData = lambda *a, **k: calls.append(a)  # a frozen chunk must not be re-set
+    frozen.setData = lambda *a, **k: calls.append(a)  # a frozen chunk's data is never re-set
     curve.append(x[150:], x[150:] * 2)
-    curve.append(np.array([250.0, math.nan]), np.array([500.0, 1.0]))  # NaN dropped
+    curve.append(np.array([300.0, math.nan]), np.array([600.0, 1.0]))  # NaN dropped
     assert calls == []
     assert len(curve.items) == 3
     xs, ys = curve.data()
-    assert np.array_equal(xs, np.arange(251.0)) and np.array_equal(ys, xs * 2)
+    assert np.array_equal(xs, np.arange(301.0)) and np.array_equal(ys, xs * 2)
     # consecutive chunks share their joint point, so the line has no gap
     assert curve.items[1].getOriginalDataset()[0][0] == curve.items[0].getOriginalDataset()[0][-1]
+
+
+def test_downsampled_chunks_keep_every_peak_and_the_newest_point(qtbot):
+    plot = pg.PlotItem()
+    curve = ChunkedCurve(plot, pg.mkPen("y"), chunk_size=64)
+    x = np.arange(200, dtype=float)
+    y = np.zeros(200)
+    y[128] = 50.0  # the last point of the second chunk: drawn again as the third's first
+    y[199] = 99.0  # the newest point, in the live chunk
+    curve.append(x, y)
+    curve.set_density(0.05)  # 20 points per pixel: completed chunks downsampled by 16
+    assert curve.ds == 16
+    frozen, live = curve.items[:-1], curve.items[-1]
+    assert all(item.opts["downsample"] == 16 for item in frozen)
+    assert live.opts["downsample"] == 1
+    shown = np.concatenate([item.curve.getData()[1] for item in curve.items])
+    assert shown.max() == 99.0 and 50.0 in shown
+    with pytest.raises(ValueError):
+        ChunkedCurve(plot, None, chunk_size=100)
 
 
 def test_run_curves_draw_phases_limits_and_trip_marks(qtbot, results_file):
@@ -145,7 +164,10 @@ def test_indicators_format_and_latch(qtbot):
     assert format_number(-0.0001, 3, signed=True) == "+0.000"
     assert format_number(-1.5, 2, signed=True) == "-1.50"
     assert format_duration(125.4) == "02:05" and format_duration(None) == "--:--"
-    assert format_duration(3725) == "1:02:05"
+    assert format_duration(3725) == "62:05"
+    assert format_number(3432968.0, 2, max_chars=7) == "3432968"
+    assert format_number(34329680.0, 2, max_chars=7) == "3.4e+07"
+    assert format_number(123.456, 2, max_chars=5) == "123.5"
     light = SafetyLight()
     qtbot.addWidget(light)
     light.set_state("tripped", "Contact lost")
