@@ -561,7 +561,9 @@ class ConstantCurrentIontophoresis(Procedure):
                 log.warning("Closing the instrument session failed: %s", exc)
         status = {"completed": Procedure.FINISHED, "stopped": Procedure.FINISHED,
                   "aborted": Procedure.ABORTED}.get(state.outcome or "", Procedure.FAILED)
-        if status != Procedure.FINISHED:
+        # Report only what the Worker will not: after an exception it has already sent FAILED,
+        # and a second status message crashes PyMeasure's Manager.
+        if status != Procedure.FINISHED and self.status == Procedure.RUNNING:
             self.status = status
             try:
                 self.emit("status", status)
