@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pymeasure.display.manager import Experiment
+from pymeasure.display.manager import Experiment, Manager
 from pymeasure.display.widgets import LogWidget
 from pymeasure.display.widgets.directory_widget import DirectoryLineEdit
 from pymeasure.display.windows.managed_window import ManagedWindowBase
@@ -114,6 +114,27 @@ def describe_summary(summary: dict[str, Any] | None) -> str:
             + f"<br>{dose} \u00b7 {format_duration(summary.get('duration_s'))} \u00b7 {off}")
 
 
+class GuardedManager(Manager):
+    """PyMeasure's Manager, tolerant of a run that reports its final status twice.
+
+    When the procedure raises, the Worker reports FAILED and the procedure's shutdown
+    reports it again; the stock Manager then cleans up a worker it already released
+    (AttributeError in a Qt slot). The duplicate is ignored here.
+    """
+
+    def _failed(self) -> None:
+        if self._worker is not None:
+            super()._failed()
+
+    def _abort_returned(self) -> None:
+        if self._worker is not None:
+            super()._abort_returned()
+
+    def _finish(self) -> None:
+        if self._worker is not None:
+            super()._finish()
+
+
 class FrontPanelWindow(ManagedWindowBase):
     """The iontophoresis front panel on PyMeasure's ManagedWindowBase."""
 
@@ -184,6 +205,15 @@ class FrontPanelWindow(ManagedWindowBase):
 
     def _setup_ui(self) -> None:
         super()._setup_ui()
+        stock = self.manager  # replaced before any run: same wiring, duplicate-status guard
+        self.manager = GuardedManager(self.widget_list, self.browser,
+                                      log_level=self.log_level, parent=self)
+        self.manager.abort_returned.connect(self.abort_returned)
+        self.manager.queued.connect(self.queued)
+        self.manager.running.connect(self.running)
+        self.manager.finished.connect(self.finished)
+        self.manager.log.connect(self.log.handle)
+        stock.deleteLater()
         self.estop_button = EmergencyStopButton(self)
         self.estop_button.clicked.connect(lambda: self.emergency_stop(ESTOP_BUTTON))
         self.stop_button = StopRampDownButton(self)

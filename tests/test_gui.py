@@ -320,3 +320,25 @@ def test_summary_file_matches_run_summary(qtbot, window):
     wait_for_end(qtbot, window)
     on_disk = json.loads(Path(experiment.data_filename).with_suffix(".json").read_text())
     assert on_disk == experiment.procedure.summary
+
+
+def test_internal_error_in_a_run_ends_it_cleanly(qtbot, window):
+    """A bug inside the run: output off, FAILED once, the panel keeps working."""
+    window.sim_banner.set_speed(math.inf)
+    procedure = make_procedure({})
+    original, calls = procedure._take_sample, []
+
+    def failing_sample(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 20:
+            raise RuntimeError("simulated bug")
+        return original(*args, **kwargs)
+
+    procedure._take_sample = failing_sample
+    experiment = window.queue(procedure=procedure)
+    wait_for_end(qtbot, window)
+    qtbot.wait(100)  # a duplicate FAILED status from the worker must not break the manager
+    assert experiment.browser_item.text(3) == "Failed"
+    assert procedure.summary["outcome"] == "fault"
+    assert procedure.simulator.model.output_enabled is False
+    assert window.trip_alert.is_active() and "simulated bug" in window.trip_alert.text()
