@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from ionto_instruments import __version__
 
+from .cli_failsafe import register as register_failsafe
 from .protocol_file import (
     BY_KEY,
     MODELS,
@@ -85,7 +86,7 @@ def exit_code(summary: dict[str, Any]) -> int:
     outcome, rule = summary.get("outcome"), summary.get("rule")
     if outcome == "completed":
         return EXIT_OK
-    if rule == "instrument-fault":
+    if rule in ("instrument-fault", "guard"):
         return EXIT_INSTRUMENT
     if outcome == "stopped" or rule == "emergency-stop":
         return EXIT_STOPPED
@@ -263,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     gui.add_argument("--model", choices=MODELS, default="keithley2400",
                      help="instrument model (default keithley2400)")
     gui.set_defaults(handler=cmd_gui)
+    register_failsafe(commands)
     return parser
 
 

@@ -31,6 +31,8 @@ from ionto_instruments.connect import SUPPORTED_MODELS, open_source
 from ionto_instruments.source import CurrentSource, InstrumentError, InstrumentFault
 
 from .drugs import DRUGS, get_drug
+from .guard import GuardError, GuardLink, heartbeat_timeout
+from .keepawake import SleepInhibitor
 from .plan import DoseIntegrator, InvalidParameter, ProtocolPlan
 from .results import DATA_COLUMNS, summary_path, sync_file, write_summary
 from .safety import Level, SafetyConfig, SafetyMonitor, Sample, evaluate_contact_check
@@ -165,6 +167,12 @@ class ConstantCurrentIontophoresis(Procedure):
         self._dose = DoseIntegrator()
         self._t0 = 0.0
         self._last_setpoint: float | None = None
+        #: The guard process: None = automatic (every real-time run on a VISA resource).
+        self.guard_required: bool | None = None
+        self.guard: GuardLink | None = None
+        self._guard_handled = False
+        self._guard_ramp_pending = False
+        self._inhibitor = SleepInhibitor()
 
     # ------------------------------------------------------------------ public controls
 
@@ -266,6 +274,11 @@ class ConstantCurrentIontophoresis(Procedure):
             return
         self._monitor = SafetyMonitor(self._safety_config(self._plan), self.extra_rules)
         self._t0 = self.clock.now()
+        try:
+            self._start_guard()
+        except GuardError as exc:
+            self._finish("fault", "guard", f"Refused before energizing: {exc}")
+            return
         log.info("Run started: %s", self._describe_plan())
 
     def execute(self) -> None:
@@ -404,6 +417,7 @@ class ConstantCurrentIontophoresis(Procedure):
             k = 1
             self._sleep_until(base + interval - self._t0)
         while True:
+            self._beat()
             self._check_interrupts(stoppable)
             phase, setpoint = profile(self._t())
             self._set_phase(phase, self._t())
@@ -448,6 +462,7 @@ class ConstantCurrentIontophoresis(Procedure):
         return sample
 
     def _check_interrupts(self, stoppable: bool) -> None:
+        self._check_guard(stoppable)
         if self._estop.is_set():
             t = self._t()
             self._switch_off_now()
@@ -473,6 +488,13 @@ class ConstantCurrentIontophoresis(Procedure):
 
     def _guarded_output_on(self) -> None:
         source = self._source()
+        if self.guard_required and (self.guard is None or not self.guard.armed
+                                    or self.guard.problem() is not None):
+            self._finish("fault", "guard", "Refused to switch the output on: the guard "
+                         "process is not up and armed")
+            raise _Abort
+        if self._clock().speed == 1 and isinstance(self._clock(), RealClock):
+            self._inhibitor.acquire()
         with source.io_lock:
             if self._estop.is_set():
                 return
@@ -496,6 +518,7 @@ class ConstantCurrentIontophoresis(Procedure):
         if source is None:
             return True
         for attempt in range(1, OFF_CONFIRM_ATTEMPTS + 1):
+            self._beat()
             try:
                 if not source.output_enabled():
                     self._state.output_off_confirmed = True
@@ -528,6 +551,78 @@ class ConstantCurrentIontophoresis(Procedure):
         self._emit_marker(self.live.phase, t)
         self._finish("fault", "instrument-fault", message)
 
+    # ------------------------------------------------------------------ the guard process
+
+    def _needs_guard(self) -> bool:
+        """Automatic: every real-time run on a VISA resource (not the in-process simulator)."""
+        if self.guard_required is not None:
+            return self.guard_required
+        return not getattr(self.source, "simulated", False) and isinstance(self._clock(),
+                                                                           RealClock)
+
+    def _start_guard(self) -> None:
+        """Start the guard process and wait until it is armed (GuardError if it cannot be)."""
+        self.guard_required = self._needs_guard()
+        if not self.guard_required:
+            return
+        source = self._source()
+        plan = self._require_plan()
+        t0 = self._t0 if isinstance(self._clock(), RealClock) else None
+        link = GuardLink(source.resource_name, self.instrument_model,
+                         heartbeat_timeout(plan.sample_interval_s), self.results_file, t0,
+                         visa_library=str(getattr(source, "_open_args", ("",))[0] or ""))
+        link.start()
+        self.guard = link
+        self._event(self._t(), "info", f"Guard process {link.pid} armed on "
+                                       f"{link.resource} (timeout {link.timeout_s:g} s)")
+
+    def _beat(self) -> None:
+        if self.guard is not None:
+            self.guard.beat()
+
+    def _check_guard(self, stoppable: bool) -> None:
+        """A guard that died, froze or tripped ends the treatment as a fault."""
+        guard = self.guard
+        if guard is None:
+            return
+        if self._guard_handled:
+            if stoppable and self._guard_ramp_pending:
+                self._guard_ramp_pending = False
+                self._ramp_down(from_mA=self._last_setpoint or 0.0, outcome="fault",
+                                reason=self._state.reason, delay_first=False)
+                raise _Abort
+            return
+        problem = guard.problem()
+        if problem is None:
+            return
+        self._guard_handled = True
+        t = self._t()
+        if guard.guard_tripped():
+            message = f"{problem}: output off, run ended"
+            self._switch_off_now()
+            self._event(t, "trip", message)
+            self._emit_marker(self.live.phase, t)
+            self._finish("fault", "guard", message)
+            raise _Abort
+        message = f"Guard lost ({problem}): the treatment is stopped, ramping down"
+        self._event(t, "trip", message)
+        self._finish("fault", "guard", message)
+        # Ramp down at the next point where the loop may change course (now, if it can);
+        # a ramp-down already under way simply goes on.
+        self._guard_ramp_pending = True
+        self._check_guard(stoppable)
+
+    def _end_guard(self) -> None:
+        """Release the guard once the output is confirmed off; otherwise leave it armed."""
+        guard = self.guard
+        if guard is None or guard.released:
+            return
+        if self._state.output_off_confirmed or not self._state.output_was_on:
+            guard.release()
+        else:
+            log.critical("The output is not confirmed off: the guard stays armed and will "
+                         "switch it off when this run's heartbeat stops")
+
     # ------------------------------------------------------------------ bookkeeping
 
     def _shutdown(self) -> None:
@@ -536,6 +631,8 @@ class ConstantCurrentIontophoresis(Procedure):
             self._switch_off_now()
         if self.source is not None and not state.output_off_confirmed:
             self._confirm_off()
+        self._inhibitor.release()
+        self._end_guard()
         if state.outcome is None:
             if state.error is not None:
                 self._finish("fault", None, f"Internal error: {state.error}")
@@ -679,6 +776,9 @@ class ConstantCurrentIontophoresis(Procedure):
             "session_id": self.session_id,
             "clock": self.clock.name if self.clock else None,
             "max_schedule_lateness_s": round(state.max_lateness_s, 6),
+            "guard": self.guard.describe() if self.guard is not None else None,
+            "sleep_inhibitor": (self._inhibitor.state.as_dict()
+                                if self._inhibitor.state is not None else None),
             "events": [e.as_dict() for e in state.events],
         }
 
