@@ -74,6 +74,9 @@ CONCURRENT_SESSIONS = {
     "ASRL": "one session: the guard cannot reach the instrument while the run holds it",
 }
 
+#: Transports where the guard must not open a second session (it would interleave bytes).
+ONE_SESSION_TRANSPORTS = frozenset({"ASRL"})
+
 
 def heartbeat_timeout(sample_interval_s: float, visa_timeout_s: float = 1.0) -> float:
     """The guard's timeout for a run sampling every `sample_interval_s`: never a false trip
@@ -342,6 +345,15 @@ def run_guard(args: argparse.Namespace) -> int:
     config = GuardConfig(args.resource, args.model, args.timeout, args.note, args.results,
                          args.t0, args.visa_library, args.run_pid)
     guard = Guard(config)
+    transport = transport_of(args.resource)
+    if transport in ONE_SESSION_TRANSPORTS:
+        message = (f"{args.resource}: {transport} allows one session "
+                   f"({CONCURRENT_SESSIONS[transport]}); a second one would corrupt the run's "
+                   "exchanges, so the guard refuses and the run cannot switch the output on. "
+                   "Connect the SourceMeter by GPIB, USB or LAN for real-time runs.")
+        log.error("GUARD NOT ARMED: %s", message)
+        _say("FAILED " + json.dumps({"error": message}))
+        return EXIT_NOT_ARMED
     try:
         idn = guard.open_session()
     except Exception as exc:

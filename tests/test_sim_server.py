@@ -15,7 +15,6 @@ from ionto_instruments.simulator.server import ControlClient, SimServer
 from ionto_instruments.source import InstrumentFault
 
 
-
 @pytest.fixture
 def server():
     with SimServer("keithley2450", port=0) as srv:
