@@ -34,6 +34,7 @@ from pymeasure.adapters import Adapter, VISAAdapter
 from pymeasure.instruments import Instrument
 from pymeasure.instruments.common_base import DynamicProperty
 
+from . import limits
 from .source import (
     MAX_COMPLIANCE_V,
     MAX_CURRENT_A,
@@ -49,9 +50,9 @@ from .source import (
 log = logging.getLogger(__name__)
 log.addHandler(logging.NullHandler())
 
-#: VISA timeout for every exchange: a hung instrument is a fault within a second (a 2400
-#: reading at 1 NPLC takes tens of ms).
-DEFAULT_TIMEOUT_MS = 1000
+#: VISA timeout for every exchange (`limits.INSTRUMENT_TIMEOUT`): a hung instrument is a fault
+#: within a second (a 2400 reading at 1 NPLC takes tens of ms).
+DEFAULT_TIMEOUT_MS = round(limits.INSTRUMENT_TIMEOUT.value * 1000)
 
 #: VISA-layer exceptions that mean "the I/O failed" (timeout, connection lost, closed session,
 #: socket errors). Raised inside the driver they become `InstrumentFault`, chained.

@@ -26,8 +26,10 @@ from pymeasure.experiment import (
 )
 
 from ionto_instruments import __version__
+from ionto_instruments import limits as L
 from ionto_instruments.clock import Clock, RealClock
 from ionto_instruments.connect import SUPPORTED_MODELS, open_source
+from ionto_instruments.limits import Range, ascii_unit
 from ionto_instruments.source import CurrentSource, InstrumentError, InstrumentFault
 
 from .drugs import DRUGS, get_drug
@@ -39,13 +41,19 @@ from .screening import evaluate_screening
 log = logging.getLogger(__name__)
 log.addHandler(logging.NullHandler())
 
-CONTACT_CHECK_MA = 0.05
-CONTACT_CHECK_S = 2.0
+CONTACT_CHECK_MA = L.CONTACT_CHECK_CURRENT.value
+CONTACT_CHECK_S = L.CONTACT_CHECK_DURATION.value
 SUBJECT_KINDS = ("human", "phantom", "in-vitro")
 EMERGENCY_STOP = "emergency-stop"
 OFF_CONFIRM_ATTEMPTS = 3
 #: Real-time scheduling jitter tolerated on a scaled (simulator-only) clock before stale-data.
-SCALED_CLOCK_JITTER_S = 0.25
+SCALED_CLOCK_JITTER_S = L.SCALED_CLOCK_JITTER.value
+
+
+def _ranged(name: str, limit: Range, **options: Any) -> FloatParameter:
+    """A FloatParameter whose default, minimum, maximum and unit come from the limits table."""
+    return FloatParameter(name, units=ascii_unit(limit.unit), default=limit.default,
+                          minimum=limit.minimum, maximum=limit.maximum, **options)
 
 
 @dataclass
@@ -104,23 +112,16 @@ class _RunState:
 class ConstantCurrentIontophoresis(Procedure):
     """Ramped ~30-minute constant-current iontophoresis with burn-risk aborts."""
 
-    target_current = FloatParameter("Target current", units="mA", default=2.0,
-                                    minimum=0.05, maximum=4.0, decimals=3, step=0.1)
-    ramp_up = FloatParameter("Ramp-up", units="s", default=30.0, minimum=0, maximum=600)
-    treatment_time = FloatParameter("Treatment time", units="min", default=30.0,
-                                    minimum=0.5, maximum=60)
-    ramp_down = FloatParameter("Ramp-down", units="s", default=30.0, minimum=0, maximum=600)
+    target_current = _ranged("Target current", L.TARGET_CURRENT, decimals=3, step=0.1)
+    ramp_up = _ranged("Ramp-up", L.RAMP)
+    treatment_time = _ranged("Treatment time", L.TREATMENT_TIME)
+    ramp_down = _ranged("Ramp-down", L.RAMP)
     dose_controlled = BooleanParameter("Dose-controlled", default=False)
-    dose_target = FloatParameter("Dose target", units="mA*min", default=40.0, minimum=0.1,
-                                 maximum=80.0, group_by="dose_controlled")
-    electrode_area = FloatParameter("Electrode area", units="cm^2", default=10.0,
-                                    minimum=0.5, maximum=500)
-    max_density = FloatParameter("Maximum current density", units="mA/cm^2", default=0.5,
-                                 minimum=0.01, maximum=2.0, decimals=3)
-    compliance_voltage = FloatParameter("Compliance voltage", units="V", default=40.0,
-                                        minimum=1.0, maximum=80.0)
-    sample_interval = FloatParameter("Sample interval", units="s", default=0.2,
-                                     minimum=0.05, maximum=2.0, decimals=3)
+    dose_target = _ranged("Dose target", L.DOSE_TARGET, group_by="dose_controlled")
+    electrode_area = _ranged("Electrode area", L.ELECTRODE_AREA)
+    max_density = _ranged("Maximum current density", L.MAX_DENSITY_SETTING, decimals=3)
+    compliance_voltage = _ranged("Compliance voltage", L.COMPLIANCE_VOLTAGE)
+    sample_interval = _ranged("Sample interval", L.SAMPLE_INTERVAL, decimals=3)
     drug = ListParameter("Drug", choices=list(DRUGS), default="none")
     subject_kind = ListParameter("Subject", choices=list(SUBJECT_KINDS), default="phantom")
     screening_confirmed = BooleanParameter("Screening confirmed", default=False)
@@ -685,7 +686,7 @@ class ConstantCurrentIontophoresis(Procedure):
     def _safety_config(self, plan: ProtocolPlan) -> SafetyConfig:
         """Thresholds for this run; on a scaled (demo) clock, real-time jitter is scaled too."""
         speed = self._clock().speed
-        stale_after = 3 * plan.sample_interval_s
+        stale_after = L.STALE_INTERVALS.value * plan.sample_interval_s
         if math.isfinite(speed) and speed > 1:
             stale_after += SCALED_CLOCK_JITTER_S * speed
         return SafetyConfig(target_mA=plan.target_mA, compliance_V=plan.compliance_V,
