@@ -13,6 +13,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 from . import limits
+from .output import OutputGuard
 
 #: Absolute ceilings of this device class in driver units, whatever the caller asks
 #: (`limits.MAX_CURRENT`, `limits.MAX_COMPLIANCE`, `limits.MAX_DENSITY`).
@@ -160,10 +161,8 @@ class CurrentSource(ABC):
         return self
 
     def __exit__(self, *exc: object) -> None:
-        """Leaving a `with` block switches the output off at once, then closes the session."""
+        """Leaving a `with` block switches the output off at once (confirmed), then closes."""
         try:
-            self.emergency_off()
-        except InstrumentFault:
-            pass
+            OutputGuard(self, may_be_on=True).off_now()
         finally:
             self.close()

@@ -14,8 +14,9 @@ PyMeasure quirks handled here (see the model modules for the per-model ones):
   the raw reply from the adapter.
 - ``CurrentSource.__init__`` does not chain to ``super().__init__``; the mixin calls it and
   then the PyMeasure constructor explicitly.
-- ``CurrentSource.__exit__`` (close, output untouched) precedes ``Instrument.__exit__``
-  (shutdown) in the MRO: leaving a ``with`` block closes the session and switches nothing.
+- ``CurrentSource.__exit__`` precedes ``Instrument.__exit__`` (shutdown) in the MRO: leaving a
+  ``with`` block writes the output off at once (``OUTPUT_OFF_COMMAND``, through
+  `OutputGuard.off_now`, confirmed by read-back), then closes the session.
 """
 
 from __future__ import annotations

@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from ionto_instruments import limits as L
 from ionto_instruments.limits import Range, ascii_unit
 
+from .contracts import Phase
+
 #: Maximum dose per electrode, mA*min (`limits.MAX_DOSE`).
 DOSE_CAP_MA_MIN = L.MAX_DOSE.value
 
-PHASES = ("pre-flight", "contact-check", "ramp-up", "hold", "ramp-down", "off")
+PHASES: tuple[Phase, ...] = tuple(Phase)
 
 
 class InvalidParameter(ValueError):
@@ -128,17 +130,17 @@ class ProtocolPlan:
             return self.setpoint_mA
         return self.ramp_down_setpoint(self.setpoint_mA, t - ramp_down_start)
 
-    def phase(self, t: float) -> str:
+    def phase(self, t: float) -> Phase:
         """Phase of the time-controlled profile at treatment time t."""
         if t < 0:
-            return "contact-check"
+            return Phase.CONTACT_CHECK
         if t < self.ramp_up_s:
-            return "ramp-up"
+            return Phase.RAMP_UP
         if t < self.total_s - self.ramp_down_s:
-            return "hold"
+            return Phase.HOLD
         if t < self.total_s:
-            return "ramp-down"
-        return "off"
+            return Phase.RAMP_DOWN
+        return Phase.OFF
 
     # -- pre-flight -----------------------------------------------------------------------
 

@@ -24,13 +24,15 @@ from typing import TYPE_CHECKING
 
 from ionto_instruments import limits as L
 
+from .contracts import INSTRUMENT_FAULT, Phase
+
 if TYPE_CHECKING:
     from ionto_instruments.source import Reading
 
 #: The phases of a run, in order. Only overcurrent (plus instrument-fault and stale-data,
 #: which do not look at a sample) applies during "contact-check": it has its own evaluation.
-PHASES: tuple[str, ...] = ("contact-check", "ramp-up", "hold", "ramp-down")
-RUN_PHASES: frozenset[str] = frozenset({"ramp-up", "hold", "ramp-down"})
+PHASES: tuple[str, ...] = (Phase.CONTACT_CHECK, Phase.RAMP_UP, Phase.HOLD, Phase.RAMP_DOWN)
+RUN_PHASES: frozenset[str] = frozenset({Phase.RAMP_UP, Phase.HOLD, Phase.RAMP_DOWN})
 ALL_PHASES: frozenset[str] = frozenset(PHASES)
 
 #: Below this |current| (mA) V/I is meaningless: `Sample.impedance_kohm` is NaN.
@@ -742,7 +744,7 @@ class SafetyMonitor:
         if self._t_last_valid is None:
             self._t_last_valid = t
         reason = _one_line(why).rstrip(".") or "no reason given"
-        return [Verdict(Level.ABORT, "instrument-fault", (
+        return [Verdict(Level.ABORT, INSTRUMENT_FAULT, (
             f"Instrument fault: no valid reading ({reason}). Check the cable and connection, "
             f"that the instrument is switched on, and its front-panel error messages."), t)]
 
