@@ -23,8 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ionto_instruments import limits as L
-
-from .contracts import INSTRUMENT_FAULT, Phase
+from ionto_instruments.procedures.contracts import INSTRUMENT_FAULT, Phase
 
 if TYPE_CHECKING:
     from ionto_instruments.source import Reading
