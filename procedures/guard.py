@@ -44,6 +44,8 @@ from typing import Any
 
 log = logging.getLogger("ionto.guard")
 
+#: The rule name in a run's summary when the guard refused, tripped, died or froze.
+GUARD_RULE = "guard"
 #: Exit codes of the guard process.
 EXIT_DONE = 0
 EXIT_TRIPPED = 3
