@@ -36,6 +36,11 @@ from ionto_instruments.connect import (
     SUPPORTED_MODELS,
     open_source,
 )
+from ionto_instruments.deadman2450 import (
+    DeadManPlan,
+    dead_man_timeout,
+    open_dead_man_source,
+)
 from ionto_instruments.limits import Range, ascii_unit
 from ionto_instruments.output import OutputGuard
 from ionto_instruments.source import CurrentSource, InstrumentError, InstrumentFault
@@ -63,6 +68,8 @@ log.addHandler(logging.NullHandler())
 
 CONTACT_CHECK_MA = L.CONTACT_CHECK_CURRENT.value
 CONTACT_CHECK_S = L.CONTACT_CHECK_DURATION.value
+#: The 2450 dead-man's own end comes this long after the planned end (late samples, a stop).
+DEAD_MAN_SLACK_S = 10.0
 SUBJECT_KINDS = ("human", "phantom", "in-vitro")
 #: Real-time scheduling jitter tolerated on a scaled (simulator-only) clock before stale-data.
 SCALED_CLOCK_JITTER_S = L.SCALED_CLOCK_JITTER.value
@@ -193,6 +200,9 @@ class ConstantCurrentIontophoresis(Procedure):
         self._guard_handled = False
         self._guard_ramp_pending = False
         self._inhibitor = SleepInhibitor()
+        #: On a 2450 in real time, hold the output with the instrument's own dead-man.
+        self.instrument_dead_man = True
+        self._dead_man: DeadManPlan | None = None
 
     # ------------------------------------------------------------------ public controls
 
@@ -282,6 +292,10 @@ class ConstantCurrentIontophoresis(Procedure):
             self._finish(Outcome.REFUSED, PRE_FLIGHT, f"Refused before energizing: {exc}")
             return
         try:
+            if self.source is None and self._wants_dead_man():
+                self.source = open_dead_man_source(self.resource, baud_rate=int(self.baud_rate),
+                                                   terminator=self.serial_terminator)
+                self._opened_source = True
             if self.source is None:
                 self.source = open_source(
                     resource=self.resource or None, model=self.instrument_model,
@@ -555,6 +569,16 @@ class ConstantCurrentIontophoresis(Procedure):
                          visa_library=str(getattr(source, "_open_args", ("",))[0] or ""))
         link.start()
         self.guard = link
+        arm = getattr(source, "arm_dead_man", None)
+        if arm is not None:
+            self._dead_man = DeadManPlan(
+                timeout_s=dead_man_timeout(plan.sample_interval_s, link.timeout_s),
+                planned_s=CONTACT_CHECK_S + plan.total_s + plan.ramp_down_s + DEAD_MAN_SLACK_S,
+                sample_interval_s=plan.sample_interval_s)
+            arm(self._dead_man)
+            self._event(self._t(), EventKind.INFO, f"2450 dead-man armed: the instrument "
+                        f"switches off {self._dead_man.timeout_s:g} s after the last heartbeat "
+                        f"and by itself {self._dead_man.planned_s:g} s after output-on")
         self._event(self._t(), EventKind.INFO, f"Guard process {link.pid} armed on "
                     f"{link.resource} (timeout {link.timeout_s:g} s)")
 
@@ -568,9 +592,18 @@ class ConstantCurrentIontophoresis(Procedure):
         if isinstance(self._clock(), RealClock):
             self._inhibitor.acquire()
 
+    def _wants_dead_man(self) -> bool:
+        return (bool(self.resource) and self.instrument_model == "keithley2450"
+                and self.instrument_dead_man and self.guard_required is not False
+                and isinstance(self._clock(), RealClock))
+
     def _beat(self) -> None:
+        """Heartbeat to the guard process and (2450) to the instrument's dead-man."""
         if self.guard is not None:
             self.guard.beat()
+        heartbeat = getattr(self.source, "heartbeat", None)
+        if heartbeat is not None:
+            heartbeat()
 
     def _check_guard(self, stoppable: bool) -> None:
         """A guard that died, froze or tripped ends the treatment as a fault."""
@@ -614,7 +647,8 @@ class ConstantCurrentIontophoresis(Procedure):
 
     def _shutdown(self) -> None:
         state = self._state
-        self._beat()
+        with contextlib.suppress(Exception):
+            self._beat()
         self.output.off_now()
         self._inhibitor.release()
         self._end_guard()
@@ -765,6 +799,8 @@ class ConstantCurrentIontophoresis(Procedure):
             "clock": self.clock.name if self.clock else None,
             "max_schedule_lateness_s": round(state.max_lateness_s, 6),
             "guard": self.guard.describe() if self.guard is not None else None,
+            "instrument_dead_man": (self._dead_man.describe() if self._dead_man is not None
+                                    else None),
             "sleep_inhibitor": (self._inhibitor.state.as_dict()
                                 if self._inhibitor.state is not None else None),
             "events": [e.as_dict() for e in state.events],

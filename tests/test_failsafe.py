@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 
 from ionto_instruments.clock import RealClock
+from ionto_instruments.deadman2450 import dead_man_timeout
 from ionto_instruments.procedures.guard import heartbeat_timeout
 from ionto_instruments.procedures.runner import make_procedure, run_protocol
 from ionto_instruments.simulator.server import ControlClient, SimServer
@@ -169,3 +170,40 @@ def test_a_guard_that_cannot_arm_refuses_the_run_before_anything_is_energized(tm
         assert summary["output_was_on"] is False and summary["samples"] == 0
         assert "did not arm" in summary["reason"]
         assert srv.state()["changes"] == []
+
+
+def guard_pid_of(run_pid: int) -> int:
+    """The guard process started by the run `run_pid` (its command line names the run)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"ionto_instruments.procedures.guard" in args and str(run_pid).encode() in args:
+            return int(entry.name)
+    raise AssertionError("no guard process found")
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs procfs (Linux)")
+def test_2450_dead_man_switches_off_within_t_when_run_and_guard_both_die(tmp_path):
+    timeout = dead_man_timeout(0.2, TIMEOUT_S)
+    with SimServer("keithley2450", port=0) as srv:
+        run = start_run(srv, tmp_path, model="keithley2450")
+        try:
+            wait_for(lambda: holding(srv), 30)
+            assert srv.state()["trigger_model"]["state"] == "RUNNING"
+            guard = guard_pid_of(run.pid)
+            run.send_signal(signal.SIGSTOP)  # no heartbeat from here on, and no ramp-down
+            last_beat = time.monotonic()
+            os.kill(guard, signal.SIGKILL)
+            run.kill()
+            change = wait_for(lambda: off_change_after(srv, last_beat), timeout + 3)
+        finally:
+            run.kill()
+            run.wait()
+        assert change["cause"] == "trigger-model"
+        assert change["monotonic"] - last_beat <= timeout
+        assert srv.state()["trigger_model"]["state"] == "IDLE"
+        assert not list(tmp_path.glob("*.guard.json"))  # the guard was dead: the meter did it

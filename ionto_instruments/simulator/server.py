@@ -34,7 +34,6 @@ import socket
 import socketserver
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +42,7 @@ from . import MODELS, SimulatedSourceMeter
 from .backend import GARBAGE
 from .phantom import PhantomParams, SkinPhantom
 from .scenarios import Fault, Scenario, parse_scenario
+from .trigger_model import TriggerModel
 
 log = logging.getLogger(__name__)
 log.addHandler(logging.NullHandler())
@@ -52,6 +52,8 @@ DEFAULT_PORT = 5025
 MAX_MESSAGE_BYTES = 64 * 1024
 #: Output changes kept for the control channel's ground truth.
 MAX_CHANGES = 10_000
+#: How often the 2450's trigger model is advanced when no message arrives (seconds).
+TICK_S = 0.02
 
 
 @dataclass(frozen=True)
@@ -91,12 +93,16 @@ class SimServer:
         self.lock = threading.RLock()  # one instrument: one message at a time
         self.changes: list[OutputChange] = []
         self._on_since: float | None = None
+        self._recorded_on = False
+        #: The 2450's trigger model (the dead-man runs on it); None on a 2400.
+        self.trigger: TriggerModel | None = None
+        if self.model.dialect == "2450":
+            self.trigger = TriggerModel(self.model, on_output=self._trigger_output)
+            self.trigger.install()
         self._garble_rng = random.Random(seed)
         self._connections: dict[int, tuple[socket.socket, float]] = {}
         self._next_id = 0
         self._stopped = threading.Event()
-        #: Called with the server lock held after every SCPI message (the dead-man's hook).
-        self.after_message: list[Callable[[str, str], None]] = []
         self._scpi = _TCPServer((host, port), _ScpiHandler, self)
         control = port + 1 if control_port is None and port else (control_port or 0)
         self._control = _TCPServer((host, control), _ControlHandler, self)
@@ -126,6 +132,10 @@ class SimServer:
                                       name=f"sim-server-{server.server_address[1]}", daemon=True)
             thread.start()
             self._threads.append(thread)
+        if self.trigger is not None:
+            ticker = threading.Thread(target=self._tick, name="sim-server-trigger", daemon=True)
+            ticker.start()
+            self._threads.append(ticker)
         log.info("Simulated %s serving SCPI on %s:%d, control on %d", self.sim.title, self.host,
                  self.port, self.control_port)
 
@@ -155,11 +165,11 @@ class SimServer:
     def execute(self, message: str, cause: str = "scpi") -> str | None:
         """Execute one program message on the model; return the reply text (None: no reply)."""
         with self.lock:
-            before = self.model.output_enabled
+            self._advance()
+            if self.trigger is not None and "*RST" in message.upper():
+                self.trigger.reset()  # *RST stops and empties the trigger model
             reply = self.model.process(message)
-            for hook in self.after_message:
-                hook(message, cause)
-            self.note_output(before, cause)
+            self.note_output(cause)
         fault = self.model.scenario.wire_fault(self.model.run_time())
         if reply.text is None or fault is Fault.IO_TIMEOUT:
             return None
@@ -168,21 +178,43 @@ class SimServer:
                            for c in reply.text)
         return reply.text
 
-    def note_output(self, before: bool, cause: str) -> None:
-        """Record an output change (call with the lock held, after the state may have moved)."""
+    def note_output(self, cause: str, when: float | None = None) -> None:
+        """Record an output change, if there was one (call with the lock held).
+
+        `when` is the monotonic time it happened (default now).
+        """
         after = self.model.output_enabled
-        if after == before:
+        if after == self._recorded_on:
             return
-        now = time.monotonic()
+        self._recorded_on = after
+        now = time.monotonic() if when is None else when
         self._on_since = now if after else None
         if len(self.changes) >= MAX_CHANGES:
             del self.changes[: MAX_CHANGES // 10]
-        self.changes.append(OutputChange(time.time(), now, after, self.model.setpoint, cause))
+        wall = time.time() - (time.monotonic() - now)
+        self.changes.append(OutputChange(wall, now, after, self.model.setpoint, cause))
         log.info("output %s (%s)", "ON" if after else "OFF", cause)
+
+    def _trigger_output(self, on: bool, clock_time: float) -> None:
+        """The trigger model switched the output at `clock_time` (model clock)."""
+        clock = self.model.clock
+        when = time.monotonic() - (clock.now() - clock_time) / clock.speed
+        self.note_output("trigger-model", when)
+
+    def _advance(self) -> None:
+        if self.trigger is not None:
+            self.trigger.advance()
+            self.note_output("trigger-model")
+
+    def _tick(self) -> None:
+        while not self._stopped.wait(TICK_S):
+            with self.lock:
+                self._advance()
 
     def state(self) -> dict[str, Any]:
         """The ground truth: output state, setpoint, how long on, every output change."""
         with self.lock:
+            self._advance()
             on = self.model.output_enabled
             return {
                 "model": self.sim.model_name,
@@ -198,6 +230,7 @@ class SimServer:
                 "connections": len(self._connections),
                 "changes": [c.as_dict() for c in self.changes],
                 "errors": self.model.errors,
+                "trigger_model": self.trigger.describe() if self.trigger else None,
             }
 
     def set_fault(self, scenario: str) -> str:
