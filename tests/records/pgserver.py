@@ -37,8 +37,12 @@ def _as_server_user(command: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *command]
 
 
-def start() -> tuple[str, Path]:
-    """Start a server in a new temporary directory; return (URL, directory)."""
+def start(durable: bool = False) -> tuple[str, Path]:
+    """Start a server in a new temporary directory; return (URL, directory).
+
+    Tests run without fsync (throwaway data); `durable=True` keeps PostgreSQL's defaults, for
+    benchmarks that should cost what a clinic's server costs.
+    """
     bindir = find_bindir()
     if bindir is None:
         raise RuntimeError("no PostgreSQL binaries (initdb, pg_ctl) on this machine")
@@ -51,8 +55,9 @@ def start() -> tuple[str, Path]:
     try:
         subprocess.run(_as_server_user([str(bindir / "initdb"), "-D", str(data), "-A", "trust",
                                         "-U", "postgres", "--no-sync", "-E", "UTF8"]), **quiet)
-        options = (f"-k {sock} -c listen_addresses='' -c fsync=off -c full_page_writes=off "
-                   f"-c synchronous_commit=off -c max_connections=40")
+        options = f"-k {sock} -c listen_addresses='' -c max_connections=40"
+        if not durable:
+            options += " -c fsync=off -c full_page_writes=off -c synchronous_commit=off"
         subprocess.run(_as_server_user([str(bindir / "pg_ctl"), "-D", str(data), "-o", options,
                                         "-l", str(root / "server.log"), "-w", "-t", "30",
                                         "start"]), **quiet)

@@ -166,7 +166,11 @@ def test_a_burn_puts_the_course_on_hold_until_reviewed(store: Store, course, now
     assert deliver(store, course.id, reason="urgent").refused  # a reason does not lift it
     now.advance(hours=1)
     store.review(course.id, "continue", "dr-b", "superficial, healed")
-    assert not deliver(store, course.id).refused
+    again = deliver(store, course.id)
+    assert not again.refused
+    store.observe(again.session.id, "after", "nurse-a", grades={"anode_burn": "severe"})
+    now.advance(days=3)
+    assert deliver(store, course.id).outcome.rule == "burn-hold"  # a burn after a review too
 
 
 def test_change_of_medication_flags_no_driving_and_stop_ends(store: Store, course, now) -> None:
