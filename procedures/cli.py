@@ -33,6 +33,7 @@ from .protocol_file import (
     check_value,
     load_protocol,
 )
+from .results import StorageUnusable, check_output_dir, planned_file_bytes
 
 if TYPE_CHECKING:
     from ionto_instruments.clock import Clock
@@ -52,7 +53,8 @@ EXIT_CODES: dict[int, str] = {
     EXIT_INTERNAL: "internal error (the output is still switched off)",
     EXIT_INVALID: "invalid input: nothing was energized",
     EXIT_SAFETY: "a burn-risk safety rule tripped, or the contact check refused",
-    EXIT_INSTRUMENT: "instrument fault (including a wrong or missing instrument)",
+    EXIT_INSTRUMENT: "instrument fault (including a wrong, missing or busy instrument), or a "
+                     "storage fault (the results could not be written)",
     EXIT_STOPPED: "stopped by the operator (Ctrl-C, or emergency stop by signal)",
 }
 
@@ -85,7 +87,7 @@ def exit_code(summary: dict[str, Any]) -> int:
     outcome, rule = summary.get("outcome"), summary.get("rule")
     if outcome == "completed":
         return EXIT_OK
-    if rule == "instrument-fault":
+    if rule in ("instrument-fault", "storage-fault"):
         return EXIT_INSTRUMENT
     if outcome == "stopped" or rule == "emergency-stop":
         return EXIT_STOPPED
@@ -586,16 +588,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     values, notes = collect_settings(args)
     simulated = "instrument.resource" not in values
     procedure = build_procedure(values)
+    plan = procedure.build_plan()
     output_dir = Path(args.output)
     try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"--output {args.output}: cannot create the directory: "
-                         f"{exc.strerror or exc}", "output") from None
-    if not os.access(output_dir, os.W_OK):
-        raise UsageError(f"--output {args.output}: the directory is not writable", "output")
-
-    plan = procedure.build_plan()
+        check_output_dir(output_dir, planned_file_bytes(plan.total_s, plan.sample_interval_s))
+    except StorageUnusable as exc:
+        raise UsageError(f"--output {exc}", "output") from None
     console = Console(sys.stderr, planned_dose=plan.planned_dose_mA_min)
     clock = make_run_clock(args, simulated)
     for note in notes:
