@@ -28,7 +28,13 @@ from pymeasure.experiment import (
 
 from ionto_instruments import __version__
 from ionto_instruments.clock import Clock, RealClock
-from ionto_instruments.connect import SUPPORTED_MODELS, open_source
+from ionto_instruments.connect import (
+    DEFAULT_BAUD_RATE,
+    DEFAULT_TERMINATOR,
+    SERIAL_TERMINATORS,
+    SUPPORTED_MODELS,
+    open_source,
+)
 from ionto_instruments.source import CurrentSource, InstrumentError, InstrumentFault
 
 from .drugs import DRUGS, get_drug
@@ -144,6 +150,10 @@ class ConstantCurrentIontophoresis(Procedure):
     session_id = Parameter("Session ID", default="")
     operator_note = Parameter("Operator note", default="")
     resource = Parameter("VISA resource", default="")
+    baud_rate = IntegerParameter("RS-232 baud rate", default=DEFAULT_BAUD_RATE, minimum=300,
+                                 maximum=115200)
+    serial_terminator = ListParameter("RS-232 terminator", choices=list(SERIAL_TERMINATORS),
+                                      default=DEFAULT_TERMINATOR)
     instrument_model = ListParameter("Instrument model", choices=list(SUPPORTED_MODELS),
                                      default="keithley2400")
     scenario = Parameter("Simulator scenario", default="normal")
@@ -308,7 +318,8 @@ class ConstantCurrentIontophoresis(Procedure):
             if self.source is None:
                 self.source = open_source(
                     resource=self.resource or None, model=self.instrument_model,
-                    scenario=self.scenario, clock=self.clock, seed=int(self.seed))
+                    scenario=self.scenario, clock=self.clock, seed=int(self.seed),
+                    baud_rate=int(self.baud_rate), terminator=self.serial_terminator)
                 self._opened_source = True
             self.instrument_idn = self.source.identify()
             self.simulated = str(bool(self.source.simulated))
