@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from ionto_instruments import __version__
 
+from .contracts import EMERGENCY_STOP, INSTRUMENT_FAULT, PRE_FLIGHT, Outcome
 from .protocol_file import (
     BY_KEY,
     MODELS,
@@ -33,7 +34,7 @@ from .protocol_file import (
     check_value,
     load_protocol,
 )
-from .results import StorageUnusable, check_output_dir, planned_file_bytes
+from .results import STORAGE_FAULT, StorageUnusable, check_output_dir, planned_file_bytes
 
 if TYPE_CHECKING:
     from ionto_instruments.clock import Clock
@@ -85,15 +86,15 @@ class InstrumentUnavailable(Exception):
 def exit_code(summary: dict[str, Any]) -> int:
     """Map a run summary (outcome, rule) to the exit code of `ionto run`."""
     outcome, rule = summary.get("outcome"), summary.get("rule")
-    if outcome == "completed":
+    if outcome == Outcome.COMPLETED:
         return EXIT_OK
-    if rule in ("instrument-fault", "storage-fault"):
+    if rule in (INSTRUMENT_FAULT, STORAGE_FAULT):
         return EXIT_INSTRUMENT
-    if outcome == "stopped" or rule == "emergency-stop":
+    if outcome == Outcome.STOPPED or rule == EMERGENCY_STOP:
         return EXIT_STOPPED
-    if outcome == "refused" and rule == "pre-flight":
+    if outcome == Outcome.REFUSED and rule == PRE_FLIGHT:
         return EXIT_INVALID
-    if outcome in ("aborted", "refused") and rule:
+    if outcome in (Outcome.ABORTED, Outcome.REFUSED) and rule:
         return EXIT_SAFETY
     return EXIT_INTERNAL
 

@@ -22,6 +22,8 @@ from typing import Any
 from pymeasure.experiment import Procedure, Results
 from pymeasure.experiment.results import CSVFormatter
 
+from .contracts import Outcome
+
 #: The results file's columns: a contract (the README and the issues fix them).
 DATA_COLUMNS = [
     "Time (s)",
@@ -37,7 +39,7 @@ DATA_COLUMNS = [
 ]
 
 #: The outcomes a summary may report.
-OUTCOMES = ("completed", "aborted", "refused", "fault", "stopped")
+OUTCOMES: tuple[str, ...] = tuple(Outcome)
 
 FSYNC_INTERVAL_S = 1.0
 #: Bytes per results row assumed when checking the free space before a run (rows are ~130 B).
@@ -46,6 +48,10 @@ ROW_BYTES_ESTIMATE = 200
 FREE_SPACE_FACTOR = 2.0
 #: The application name for the user's state directory (fallback summaries).
 APP_NAME = "ionto-instruments"
+
+
+#: The rule name of a storage fault (a results write or fsync failed, or the file vanished).
+STORAGE_FAULT = "storage-fault"
 
 
 class StorageFault(Exception):
