@@ -63,7 +63,8 @@ def test_a_file_without_summary_still_yields_its_events(run_protocol_on_sim):
 
 
 def test_legacy_cells_and_summary_dicts_parse():
-    cells = pd.Series(["TRIP: a | WARNING: b", "", "Contact check passed", "INSTRUMENT-ERROR: -113"])
+    cells = pd.Series(["TRIP: a | WARNING: b", "", "Contact check passed",
+                       "INSTRUMENT-ERROR: -113"])
     events = events_from_cells([1.0, 2.0, 3.0, 4.0], cells)
     assert [(e.t, e.kind) for e in events] == [
         (1.0, EventKind.TRIP), (1.0, EventKind.WARNING), (3.0, EventKind.INFO),
