@@ -34,6 +34,7 @@ from .protocol_file import (
     check_value,
     load_protocol,
 )
+from .records import cli as records_cli
 
 if TYPE_CHECKING:
     from ionto_instruments.clock import Clock
@@ -192,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--json", action="store_true",
                      help="print the JSON summary on stdout (everything else goes to stderr)")
     out.add_argument("-v", "--verbose", action="store_true", help="log details on stderr")
-    run.set_defaults(handler=cmd_run)
+    run.set_defaults(handler=lambda args: records_cli.run_with_course(args, cmd_run))
 
     scenarios = commands.add_parser(
         "scenarios", formatter_class=_Formatter, help="list the simulator's scenarios",
@@ -237,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_flag(gui, BY_KEY["instrument.resource"])
     add_flag(gui, BY_KEY["instrument.model"], default="keithley2400")
     gui.set_defaults(handler=cmd_gui)
+    records_cli.register(commands, run)  # subject/course/session/audit/export/db, run --course
     return parser
 
 
@@ -591,6 +593,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     redirect = (contextlib.redirect_stdout(sys.stderr) if args.json
                 else contextlib.nullcontext())
     summary = _run(procedure, output_dir, clock, console, args.verbose, redirect)
+    getattr(args, "on_summary", lambda _summary: None)(summary)  # ionto run --course records it
     console.close()
     code = exit_code(summary)
     _print_summary(summary, plan.planned_dose_mA_min,
