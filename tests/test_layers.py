@@ -13,6 +13,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "pyproject.toml"
 
@@ -51,6 +53,7 @@ def test_every_hardware_module_is_in_the_layer_contracts():
     assert _hardware_modules() - sources == set(), "add them to the forbidden contract too"
 
 
+@pytest.mark.slow  # a subprocess that builds the import graph: a few seconds
 def test_import_linter_contracts_are_kept(tmp_path):
     tree = _package_tree(tmp_path)
     lint = Path(sys.executable).with_name("lint-imports")
