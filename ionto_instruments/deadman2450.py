@@ -29,13 +29,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from . import limits as L
 from .keithley2450 import Keithley2450CurrentSource, parse_reading
 from .source import InstrumentError, Reading
 
 FETCH_COMMAND = ':FETC? "defbuffer1", READ, SOUR, REL;:SOUR:CURR:VLIM:TRIP?'
 COUNT_COMMAND = ':TRAC:ACT? "defbuffer1"'
 #: Time one measure block may take (1 PLC at 50 Hz plus overhead); subtracted from the delay.
-MEASURE_S = 0.025
+MEASURE_S = L.DEAD_MAN_MEASURE_TIME.value
 #: How long output_on waits for the model's first reading.
 FIRST_READING_TIMEOUT_S = 1.0
 #: Shortest dead-man timeout: two windows of at least one reading each.
@@ -199,8 +200,8 @@ def open_dead_man_source(resource: str, **serial: Any) -> Keithley2450DeadManSou
 
 
 def dead_man_timeout(sample_interval_s: float, guard_timeout_s: float) -> float:
-    """T: one second after the guard's timeout, so the guard (with its note) acts first."""
-    return max(MIN_TIMEOUT_S, guard_timeout_s + 1.0, 4 * sample_interval_s)
+    """T: DEAD_MAN_MARGIN after the guard's timeout, so the guard (with its note) acts first."""
+    return max(MIN_TIMEOUT_S, guard_timeout_s + L.DEAD_MAN_MARGIN.value, 4 * sample_interval_s)
 
 
 __all__ = ["COUNT_COMMAND", "FETCH_COMMAND", "DeadManPlan", "Keithley2450DeadManSource",

@@ -42,6 +42,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ionto_instruments import limits as L
+
 log = logging.getLogger("ionto.guard")
 
 #: The rule name in a run's summary when the guard refused, tripped, died or froze.
@@ -52,14 +54,14 @@ EXIT_TRIPPED = 3
 EXIT_NOT_ARMED = 4
 EXIT_USAGE = 2
 #: Heartbeat timeout floor (s): the run's loop may spend a VISA timeout (1 s) in one exchange.
-MIN_TIMEOUT_S = 2.0
+MIN_TIMEOUT_S = L.GUARD_TIMEOUT_MIN.value
 #: Seconds the run waits for the guard to arm (pyvisa-py's resource manager is slow to start).
-ARM_TIMEOUT_S = 15.0
+ARM_TIMEOUT_S = L.GUARD_ARM_TIMEOUT.value
 #: Attempts (and the pause between them) to switch off and read back on a trip.
-TRIP_ATTEMPTS = 5
+TRIP_ATTEMPTS = int(L.GUARD_TRIP_ATTEMPTS.value)
 TRIP_RETRY_PAUSE_S = 0.2
-#: VISA timeout of the guard's session (ms).
-GUARD_VISA_TIMEOUT_MS = 1000
+#: VISA timeout of the guard's session (ms): the same as the run's.
+GUARD_VISA_TIMEOUT_MS = round(L.INSTRUMENT_TIMEOUT.value * 1000)
 
 #: model -> (commands that switch the output off, in order; the read-back query)
 OFF_SEQUENCES: dict[str, tuple[tuple[str, ...], str]] = {
@@ -80,10 +82,13 @@ CONCURRENT_SESSIONS = {
 ONE_SESSION_TRANSPORTS = frozenset({"ASRL"})
 
 
-def heartbeat_timeout(sample_interval_s: float, visa_timeout_s: float = 1.0) -> float:
+def heartbeat_timeout(sample_interval_s: float,
+                      visa_timeout_s: float = L.INSTRUMENT_TIMEOUT.value) -> float:
     """The guard's timeout for a run sampling every `sample_interval_s`: never a false trip
-    from one slow exchange (interval + VISA timeout, twice), never below `MIN_TIMEOUT_S`."""
-    return max(MIN_TIMEOUT_S, 2.0 * (sample_interval_s + visa_timeout_s))
+    from one slow exchange (GUARD_TIMEOUT_FACTOR × (interval + VISA timeout)), never below
+    GUARD_TIMEOUT_MIN."""
+    return max(MIN_TIMEOUT_S, L.GUARD_TIMEOUT_FACTOR.value * (sample_interval_s
+                                                              + visa_timeout_s))
 
 
 def transport_of(resource: str) -> str:

@@ -85,8 +85,6 @@ log.addHandler(logging.NullHandler())
 
 CONTACT_CHECK_MA = L.CONTACT_CHECK_CURRENT.value
 CONTACT_CHECK_S = L.CONTACT_CHECK_DURATION.value
-#: The 2450 dead-man's own end comes this long after the planned end (late samples, a stop).
-DEAD_MAN_SLACK_S = 10.0
 SUBJECT_KINDS = ("human", "phantom", "in-vitro")
 #: Real-time scheduling jitter tolerated on a scaled (simulator-only) clock before stale-data.
 SCALED_CLOCK_JITTER_S = L.SCALED_CLOCK_JITTER.value
@@ -629,7 +627,8 @@ class ConstantCurrentIontophoresis(Procedure):
         if arm is not None:
             self._dead_man = DeadManPlan(
                 timeout_s=dead_man_timeout(plan.sample_interval_s, link.timeout_s),
-                planned_s=CONTACT_CHECK_S + plan.total_s + plan.ramp_down_s + DEAD_MAN_SLACK_S,
+                planned_s=CONTACT_CHECK_S + plan.total_s + plan.ramp_down_s
+                + L.DEAD_MAN_SLACK.value,
                 sample_interval_s=plan.sample_interval_s)
             arm(self._dead_man)
             self._event(self._t(), EventKind.INFO, f"2450 dead-man armed: the instrument "

@@ -32,6 +32,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .. import limits as L
 from .model import ScpiError, SourceMeterModel, StaticAnswer
 
 BUFFER = '"defbuffer1"'
@@ -45,7 +46,7 @@ MAX_STEPS_WITHOUT_DELAY = 10_000
 #: The 2450 numbers blocks from 1; this many at most.
 MAX_BLOCKS = 63
 #: Time one measure block takes (1 PLC at 50 Hz plus overhead), clock seconds.
-MEASURE_S = 0.025
+MEASURE_S = L.DEAD_MAN_MEASURE_TIME.value
 
 _BLOCK = re.compile(r":TRIG:BLOC:([A-Z:]+) (.*)")
 
