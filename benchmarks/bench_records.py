@@ -2,8 +2,9 @@
 and on a throwaway PostgreSQL (the same server helper as the tests), each beside a baseline.
 
 Baselines: recording a session (three write transactions) beside three bare one-row INSERT
-transactions on the same database (the floor of durable writes); verify beside reading the same entries without
-checking them. The PostgreSQL server keeps its durable defaults (fsync on), as a clinic's would.
+transactions on the same database (the floor of durable writes); verify beside reading the
+same entries without checking them. The PostgreSQL server keeps its durable defaults (fsync
+on), as a clinic's would.
 """
 
 from __future__ import annotations
