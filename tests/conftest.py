@@ -55,3 +55,29 @@ def run_protocol_on_sim(tmp_path):
 def _quiet_pymeasure_logs():
     logging.getLogger("pymeasure").setLevel(logging.WARNING)
     yield
+
+
+#: Longest a front-panel test waits for a run (ms of real time).
+GUI_RUN_TIMEOUT_MS = 20_000
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    """A front panel on the simulator at 600x, results in tmp; cleaned up after the test."""
+    from ionto_instruments.gui.window import FrontPanelWindow  # Qt only for GUI tests
+
+    root = logging.getLogger()
+    handlers_before = list(root.handlers)
+    package_level = logging.getLogger("ionto_instruments").level
+    win = FrontPanelWindow(scenario="normal", speed=600.0, directory=tmp_path / "runs")
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitExposed(win)
+    yield win
+    if win.manager.is_running():
+        win.emergency_stop("test teardown")
+        qtbot.waitUntil(lambda: not win.manager.is_running(), timeout=GUI_RUN_TIMEOUT_MS)
+    win.close()
+    assert win.log_handler not in root.handlers
+    assert root.handlers == handlers_before
+    assert logging.getLogger("ionto_instruments").level == package_level

@@ -12,15 +12,17 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from ionto_instruments.gui.charts import ChartsWidget, ChunkedCurve, ResultsTail  # noqa: E402
+from ionto_instruments.gui.alerts import TripAlert  # noqa: E402
+from ionto_instruments.gui.charts import ChartsWidget  # noqa: E402
+from ionto_instruments.gui.chunked_curve import ChunkedCurve  # noqa: E402
 from ionto_instruments.gui.dialogs import ScreeningDialog  # noqa: E402
 from ionto_instruments.gui.indicators import (  # noqa: E402
     SafetyLight,
     SimulationBanner,
-    TripAlert,
     format_duration,
     format_number,
 )
+from ionto_instruments.gui.results_tail import ResultsTail  # noqa: E402
 from ionto_instruments.gui.window import describe_summary, drug_description  # noqa: E402
 from ionto_instruments.procedures.results import DATA_COLUMNS, IontoResults  # noqa: E402
 from ionto_instruments.procedures.runner import make_procedure  # noqa: E402
@@ -176,7 +178,7 @@ def test_indicators_format_and_latch(qtbot):
     qtbot.addWidget(alert)
     signals = []
     alert.acknowledged.connect(lambda: signals.append(1))
-    alert.raise_alert("Contact lost: impedance rose")
+    alert.raise_alert("Contact lost: impedance rose", "SAFETY TRIP (impedance-high)")
     assert alert.is_active() and alert.text() == "Contact lost: impedance rose"
     alert.button.click()
     assert not alert.is_active() and signals == [1]
