@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from ionto_instruments import __version__
 
+from .contracts import EMERGENCY_STOP, INSTRUMENT_FAULT, PRE_FLIGHT, Outcome
 from .protocol_file import (
     BY_KEY,
     MODELS,
@@ -83,15 +84,15 @@ class InstrumentUnavailable(Exception):
 def exit_code(summary: dict[str, Any]) -> int:
     """Map a run summary (outcome, rule) to the exit code of `ionto run`."""
     outcome, rule = summary.get("outcome"), summary.get("rule")
-    if outcome == "completed":
+    if outcome == Outcome.COMPLETED:
         return EXIT_OK
-    if rule == "instrument-fault":
+    if rule == INSTRUMENT_FAULT:
         return EXIT_INSTRUMENT
-    if outcome == "stopped" or rule == "emergency-stop":
+    if outcome == Outcome.STOPPED or rule == EMERGENCY_STOP:
         return EXIT_STOPPED
-    if outcome == "refused" and rule == "pre-flight":
+    if outcome == Outcome.REFUSED and rule == PRE_FLIGHT:
         return EXIT_INVALID
-    if outcome in ("aborted", "refused") and rule:
+    if outcome in (Outcome.ABORTED, Outcome.REFUSED) and rule:
         return EXIT_SAFETY
     return EXIT_INTERNAL
 
@@ -179,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--resource", metavar="VISA",
                        help="VISA resource of a real SourceMeter, e.g. GPIB0::24::INSTR")
     where.add_argument("--model", choices=MODELS, help="instrument model (default keithley2400)")
+    _add_serial_flags(where)
     where.add_argument("--seed", type=int, metavar="N", help="simulator random seed")
     proto = run.add_argument_group("protocol")
     proto.add_argument("--current", type=_finite_float, metavar="MA",
@@ -236,9 +238,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="List the VISA resources pyvisa sees and which answer as a supported "
                     "SourceMeter (keithley2400, keithley2450).",
         epilog="examples:\n  ionto resources\n  ionto resources --sim\n\n"
-               "Exit code 4 when no VISA library is installed (NI-VISA, or pyvisa-py).")
+               "Without a vendor VISA (NI-VISA...) pyvisa-py is used. USB-TMC and GPIB need "
+               "the extras: pip install 'ionto-instruments[usb,gpib]'.")
     resources.add_argument("--sim", action="store_true",
                            help="list the simulator's resources instead")
+    resources.add_argument("--resource", metavar="VISA", action="append", default=[],
+                           help="also ask this address (LAN instruments are not always listed)")
+    _add_serial_flags(resources)
     resources.set_defaults(handler=cmd_resources)
 
     report = commands.add_parser(
@@ -718,6 +724,16 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add_serial_flags(group: Any) -> None:
+    """--baud and --terminator: RS-232 session settings (they must match the instrument's)."""
+    from ionto_instruments.transport import SERIAL_BAUD_RATES, SERIAL_TERMINATORS
+
+    group.add_argument("--baud", type=int, choices=SERIAL_BAUD_RATES, metavar="N",
+                       help="RS-232 (ASRL) baud rate as set on the instrument (default 9600)")
+    group.add_argument("--terminator", choices=tuple(SERIAL_TERMINATORS),
+                       help="RS-232 terminator as set on the instrument (default LF)")
+
+
 def cmd_resources(args: argparse.Namespace) -> int:
     """`ionto resources`: VISA resources and which answer as a supported SourceMeter."""
     from ionto_instruments.connect import scan_resources
@@ -733,11 +749,12 @@ def cmd_resources(args: argparse.Namespace) -> int:
         where = "simulator"
     else:
         try:
-            found = scan_resources()
+            found = scan_resources(extra=tuple(args.resource), baud_rate=args.baud or 9600,
+                                   terminator=args.terminator or "LF")
         except (ValueError, OSError) as exc:
             raise InstrumentUnavailable(
-                f"no VISA library: {exc} (install NI-VISA, or `pip install pyvisa-py`; "
-                f"`ionto resources --sim` lists the simulator)") from None
+                f"no VISA library: {exc} (pyvisa-py is a dependency: reinstall "
+                f"ionto-instruments; `ionto resources --sim` lists the simulator)") from None
         where = "pyvisa"
     if not found:
         print(f"No VISA resources found ({where}).", file=sys.stderr)

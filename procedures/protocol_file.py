@@ -26,6 +26,8 @@ typo can never fall back to a default silently. Read with the standard library's
     [instrument]
     model = "keithley2400"          # --model       keithley2400 | keithley2450
     resource = "GPIB0::24::INSTR"   # --resource    a real instrument; omit for the simulator
+    baud_rate = 9600                # --baud        RS-232 (ASRL) only: as set on the instrument
+    terminator = "LF"               # --terminator  RS-232 only: LF | CR | CRLF | LFCR
     scenario = "normal"             # --sim         simulator only: NAME or NAME@MINUTE
     seed = 0                        # --seed        simulator only
 
@@ -46,6 +48,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ionto_instruments.transport import SERIAL_BAUD_RATES, SERIAL_TERMINATORS
+
 #: Instrument models and subject kinds, spelled as the Procedure spells them (a test guards it).
 MODELS: tuple[str, ...] = ("keithley2400", "keithley2450")
 SUBJECT_KINDS: tuple[str, ...] = ("human", "phantom", "in-vitro")
@@ -61,7 +65,7 @@ class Setting:
     flag: str
     kind: type
     unit: str = ""
-    choices: tuple[str, ...] = ()
+    choices: tuple[Any, ...] = ()
 
     @property
     def table(self) -> str:
@@ -97,6 +101,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("subject.note", "operator_note", "--note", str),
     Setting("instrument.model", "instrument_model", "--model", str, choices=MODELS),
     Setting("instrument.resource", "resource", "--resource", str),
+    Setting("instrument.baud_rate", "baud_rate", "--baud", int, choices=SERIAL_BAUD_RATES),
+    Setting("instrument.terminator", "serial_terminator", "--terminator", str,
+            choices=tuple(SERIAL_TERMINATORS)),
     Setting("instrument.scenario", "scenario", "--sim", str),
     Setting("instrument.seed", "seed", "--seed", int),
 )
@@ -151,7 +158,7 @@ def check_value(setting: Setting, value: Any, origin: str) -> Any:
                             key=setting.key)
     if setting.choices and value not in setting.choices:
         raise ProtocolError(f"{origin}: {value!r} is not one of "
-                            f"{', '.join(setting.choices)}", key=setting.key)
+                            f"{', '.join(map(str, setting.choices))}", key=setting.key)
     if setting.parameter == "drug":
         from .drugs import get_drug
 
