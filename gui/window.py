@@ -30,6 +30,14 @@ from pymeasure.experiment import Procedure, Results
 from pyqtgraph.Qt import QtCore, QtGui, QtWidgets
 
 from ionto_instruments.clock import Clock, RealClock, ScaledClock, VirtualClock
+from ionto_instruments.procedures.contracts import (
+    EMERGENCY_STOP,
+    PRE_FLIGHT,
+    TRIP_OUTCOMES,
+    Outcome,
+    Phase,
+    SafetyState,
+)
 from ionto_instruments.procedures.drugs import get_drug
 from ionto_instruments.procedures.iontophoresis import ConstantCurrentIontophoresis, LiveStatus
 from ionto_instruments.procedures.plan import InvalidParameter
@@ -68,8 +76,6 @@ INPUTS = (
 #: Parameters shown as columns of the run browser.
 DISPLAYS = ("drug", "target_current", "treatment_time", "subject_kind", "subject_id",
             "scenario")
-#: Outcomes that raise the trip alert.
-TRIP_OUTCOMES = ("aborted", "fault", "refused")
 #: Indicator refresh period (ms): 10 Hz.
 REFRESH_MS = 100
 #: Largest window the panel must fit in (a 1280x800 screen less a task bar).
@@ -78,11 +84,12 @@ FIT_SIZE = (1280, 770)
 ESTOP_BUTTON = "Emergency stop by the operator (front-panel button)"
 ESTOP_KEY = "Emergency stop by the operator (Esc key)"
 ESTOP_CLOSE = "Emergency stop: the front panel was closed during the run"
-ESTOP_RULE = "emergency-stop"
+ESTOP_RULE = EMERGENCY_STOP
 
 #: Browser status column per outcome (PyMeasure would say "Finished" for all of them).
-OUTCOME_LABELS = {"completed": "Completed", "stopped": "Stopped", "aborted": "Tripped",
-                  "fault": "Fault", "refused": "Refused"}
+OUTCOME_LABELS = {Outcome.COMPLETED: "Completed", Outcome.STOPPED: "Stopped",
+                  Outcome.ABORTED: "Tripped", Outcome.FAULT: "Fault",
+                  Outcome.REFUSED: "Refused"}
 
 
 def make_clock_for_speed(speed: float) -> Clock:
@@ -150,43 +157,43 @@ def describe_summary(summary: dict[str, Any] | None) -> str:
         dose = f"{delivered} mA\u00b7min"
     off = ("output off \u2714" if summary.get("output_off_confirmed")
            else f"<b style='color:{theme.LIMIT}'>OUTPUT NOT CONFIRMED OFF</b>")
-    label = outcome_label(summary).upper() if summary.get("output_off_confirmed", True) \
-        else outcome
+    word, _, rule_part = outcome_label(summary, flag_output=False).partition(" (")
+    label = word.upper() + (f" ({rule_part}" if rule_part else "")
     return (f"<b style='color:{color}'>{label}</b>"
             + f"<br>{dose} \u00b7 {format_duration(summary.get('duration_s'))} \u00b7 {off}")
 
 
-def outcome_label(summary: dict[str, Any] | None) -> str:
+def outcome_label(summary: dict[str, Any] | None, flag_output: bool = True) -> str:
     """The browser's status text for a finished run: its outcome, not "Finished"."""
     if not summary:
         return "No summary"
     outcome = str(summary.get("outcome") or "")
     rule = summary.get("rule")
-    if not summary.get("output_off_confirmed", True):
+    if flag_output and not summary.get("output_off_confirmed", True):
         return "OUTPUT NOT CONFIRMED OFF"
     if rule == ESTOP_RULE:
         return "E-stopped"
     label = OUTCOME_LABELS.get(outcome, outcome.capitalize() or "Unknown")
-    return f"{label} ({rule})" if rule and outcome in ("aborted", "fault", "refused") else label
+    return f"{label} ({rule})" if rule and outcome in TRIP_OUTCOMES else label
 
 
 def output_state(procedure: Any, running: bool) -> str:
     """What is known about the output: "on", "off", "switching-off" or "unconfirmed".
 
-    The summary is the final word (read back as off, or not). During a run, a trip means
-    the off is in progress, a pause or the pre-flight means off, anything else is on.
+    The summary is the final word (read back as off, or not). During a run the procedure's
+    OutputGuard says whether an on may have reached the instrument; after a trip that is the
+    off still being confirmed.
     """
     summary = getattr(procedure, "summary", None)
     if summary is not None:
         return "off" if summary.get("output_off_confirmed") else "unconfirmed"
     if not running:
         return "unconfirmed"
-    live: LiveStatus = procedure.live
-    if live.safety == "tripped":
-        return "switching-off"
-    if live.phase in ("pre-flight", "paused", "off"):
+    guard = getattr(procedure, "output", None)
+    tripped = procedure.live.safety == SafetyState.TRIPPED
+    if guard is not None and not guard.may_be_on:
         return "off"
-    return "on"
+    return "switching-off" if tripped else "on"
 
 
 class GuardedManager(Manager):
@@ -751,7 +758,7 @@ class FrontPanelWindow(ManagedWindowBase):
         label = outcome_label(summary)
         experiment.browser_item.setText(3, label)
         QtCore.QTimer.singleShot(0, lambda: experiment.browser_item.setText(3, label))
-        if summary and summary.get("rule") == "pre-flight":
+        if summary and summary.get("rule") == PRE_FLIGHT:
             self.refuse(str(summary.get("reason") or "Run refused before energizing."))
         elif summary and summary.get("outcome") in TRIP_OUTCOMES:
             self._latch_trip(procedure, str(summary.get("reason") or ""))
@@ -782,9 +789,9 @@ class FrontPanelWindow(ManagedWindowBase):
         rule = summary.get("rule")
         if rule == ESTOP_RULE:
             return f"EMERGENCY STOP \u2014 {off}"
-        if summary.get("outcome") == "fault":
+        if summary.get("outcome") == Outcome.FAULT:
             return f"INSTRUMENT FAULT \u2014 {off}"
-        if summary.get("outcome") == "refused":
+        if summary.get("outcome") == Outcome.REFUSED:
             return f"RUN REFUSED ({rule}) \u2014 {off}"
         return f"SAFETY TRIP ({rule}) \u2014 {off}" if rule else f"SAFETY TRIP \u2014 {off}"
 
@@ -859,7 +866,7 @@ class FrontPanelWindow(ManagedWindowBase):
         live = procedure.live
         state = output_state(procedure, running)
         self.show_live(live, state)
-        if running and live.safety == "tripped" and live.phase != "pre-flight":
+        if running and live.safety == SafetyState.TRIPPED and live.phase != Phase.PRE_FLIGHT:
             self._latch_trip(procedure, live.last_event)  # a refusal is a notice, at the end
         elif self._tripped_procedure is procedure and self._trip_sentence is not None:
             self._latch_trip(procedure, self._trip_sentence)  # title follows the summary
@@ -991,7 +998,7 @@ class FrontPanelWindow(ManagedWindowBase):
         self.elapsed_display.set_value((summary or {}).get("duration_s"))
         self.remaining_display.set_value(None)
         self.phase_display.set_phase("past", "PAST RUN")
-        self.progress_bar.setValue(100 if summary and summary.get("outcome") == "completed"
+        self.progress_bar.setValue(100 if summary and summary.get("outcome") == Outcome.COMPLETED
                                    else 0)
         self.treatment_label.setText(treatment_text(experiment.procedure,
                                                     prefix="PAST RUN \u25b8"))

@@ -202,5 +202,5 @@ def test_drug_and_summary_texts():
     text = describe_summary({"outcome": "aborted", "rule": "contact-lost",
                              "delivered_dose_mA_min": 1.5, "planned_dose_mA_min": 59.0,
                              "duration_s": 90.0, "output_off_confirmed": False})
-    assert "ABORTED" in text and "contact-lost" in text and "NOT CONFIRMED" in text
+    assert "TRIPPED (contact-lost)" in text and "NOT CONFIRMED" in text
     assert "No summary" in describe_summary(None)
