@@ -96,6 +96,7 @@ def test_a_trip_sounds_the_alarm_until_acknowledged(qtbot, window):
 
 
 def test_one_treatment_at_a_time_and_nothing_starts_after_stop(qtbot, window):
+    window.sim_banner.set_speed(60.0)  # slow enough that a loaded CI box never goes stale
     experiment = queue_run(window)
     procedure = experiment.procedure
     wait_for_phase(qtbot, procedure, "hold")
@@ -109,7 +110,7 @@ def test_one_treatment_at_a_time_and_nothing_starts_after_stop(qtbot, window):
     qtbot.mouseClick(button(window, "stopRampDown"), QtCore.Qt.MouseButton.LeftButton)
     wait_for_end(qtbot, window)
     qtbot.wait(400)
-    assert procedure.summary["outcome"] == "stopped"
+    assert procedure.summary["outcome"] == "stopped", procedure.summary["reason"]
     assert not window.manager.is_running()
     assert second.procedure.status != second.procedure.RUNNING
     assert second.procedure.summary is None  # never ran, never energized
