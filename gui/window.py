@@ -29,7 +29,7 @@ from pymeasure.display.windows.managed_window import ManagedWindowBase
 from pymeasure.experiment import Procedure, Results
 from pyqtgraph.Qt import QtCore, QtGui, QtWidgets
 
-from ionto_instruments.clock import Clock, RealClock, ScaledClock, VirtualClock
+from ionto_instruments.clock import Clock, RealClock, clock_for_speed
 from ionto_instruments.procedures.contracts import (
     EMERGENCY_STOP,
     PRE_FLIGHT,
@@ -45,7 +45,7 @@ from ionto_instruments.procedures.results import IontoResults, load_summary, new
 from ionto_instruments.simulator import MODELS as SIM_MODELS
 from ionto_instruments.simulator import SCENARIOS, parse_scenario
 
-from . import theme
+from . import course_panel, theme
 from .alarm import AudibleAlarm
 from .alerts import NOT_CONFIRMED_OFF, ConfirmBanner, NoticeBanner, OutputAlert, TripAlert
 from .charts import NEAR_ZERO_MA, OPEN_KOHM, ChartsWidget, RunCurves
@@ -93,12 +93,8 @@ OUTCOME_LABELS = {Outcome.COMPLETED: "Completed", Outcome.STOPPED: "Stopped",
 
 
 def make_clock_for_speed(speed: float) -> Clock:
-    """The clock for a simulated run: virtual for inf ("max"), real for 1x, else scaled."""
-    if math.isinf(speed):
-        return VirtualClock()
-    if speed == 1:
-        return RealClock()
-    return ScaledClock(speed)
+    """The clock for a simulated run (the CLI's factory): virtual for inf, real for 1x."""
+    return clock_for_speed(speed)
 
 
 def drug_description(key: str) -> str:
@@ -296,6 +292,8 @@ class FrontPanelWindow(ManagedWindowBase):
             else f"Instrument: {self.resource} ({self.model}), real time", self)
         instrument.setObjectName("instrumentLabel")
         self.statusBar().addPermanentWidget(instrument)
+        self.course_panel = course_panel.attach(self)  # course dock; records each run's outcome
+        self.dock_as_tab("courseDock", "Course")  # a tab beside the charts: fits 1280x800
         self._update_drug_info()
         self._set_run_controls(running=False)
         self.refresh()
@@ -465,8 +463,28 @@ class FrontPanelWindow(ManagedWindowBase):
         return grid
 
     def add_panel_tab(self, widget: QtWidgets.QWidget, title: str) -> None:
-        """Add a tab beside Charts and Log (e.g. a course panel); one line for a new panel."""
-        self.tabs.addTab(widget, title)
+        """Add a tab beside Charts and Log (scrollable); one line for a new panel."""
+        scroll = QtWidgets.QScrollArea(self.tabs)
+        scroll.setObjectName(f"tab_{widget.objectName()}")
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(widget)
+        self.tabs.addTab(scroll, title)
+
+    def show_tab(self, title: str) -> None:
+        """Bring the tab named `title` to the front (if there is one)."""
+        for index in range(self.tabs.count()):
+            if self.tabs.tabText(index) == title:
+                self.tabs.setCurrentIndex(index)
+
+    def dock_as_tab(self, dock_name: str, title: str) -> None:
+        """Move a panel someone added as a dock into a tab (a side dock would not fit)."""
+        dock = self.findChild(QtWidgets.QDockWidget, dock_name)
+        if dock is None or dock.widget() is None:
+            return
+        widget = dock.widget()
+        self.removeDockWidget(dock)
+        self.add_panel_tab(widget, title)
+        dock.deleteLater()
 
     def _layout_inputs_dock(self) -> None:
         drug_input = self.inputs.drug
@@ -602,6 +620,10 @@ class FrontPanelWindow(ManagedWindowBase):
             except (InvalidParameter, ValueError) as exc:
                 self.refuse(f"Run refused before energizing: {exc}")
                 return None
+        course_refusal = self.course_panel.before_queue(procedure)  # the course record, if any
+        if course_refusal:
+            self.refuse(f"Run refused: {course_refusal}")
+            return None
         filename = new_results_file(self.directory)
         results = IontoResults(procedure, filename)
         experiment = self.new_experiment(results)
@@ -769,6 +791,8 @@ class FrontPanelWindow(ManagedWindowBase):
         self._set_run_controls(running=self.is_active())
         self.sim_banner.set_running("")
         self.refresh()
+        if getattr(procedure, "course_session_id", None) is not None:
+            self.show_tab("Course")  # the after-form and the no-driving flag come next
         if self._close_pending and not self.manager.is_running():
             QtCore.QTimer.singleShot(0, self.close)
 

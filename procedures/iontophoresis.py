@@ -51,6 +51,7 @@ from .contracts import (
     SafetyState,
 )
 from .drugs import DRUGS, get_drug
+from .events import CELL_SEPARATOR, RunEvent
 from .plan import DoseIntegrator, InvalidParameter, ProtocolPlan
 from .results import DATA_COLUMNS, summary_path, sync_file, write_summary
 from .safety import Level, SafetyConfig, SafetyMonitor, Sample, evaluate_contact_check
@@ -70,18 +71,6 @@ def _ranged(name: str, limit: Range, **options: Any) -> FloatParameter:
     """A FloatParameter whose default, minimum, maximum and unit come from the limits table."""
     return FloatParameter(name, units=ascii_unit(limit.unit), default=limit.default,
                           minimum=limit.minimum, maximum=limit.maximum, **options)
-
-
-@dataclass
-class RunEvent:
-    """Something that happened during a run: a phase change, a warning, a trip, a stop."""
-
-    t: float
-    kind: EventKind
-    message: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"t": round(self.t, 3), "kind": self.kind, "message": self.message}
 
 
 @dataclass(frozen=True)
@@ -261,6 +250,14 @@ class ConstantCurrentIontophoresis(Procedure):
         """Operator stop: ramp down over the ramp-down time, then switch off."""
         self._stop_request.set()
         self._wake.set()
+
+    @property
+    def events(self) -> tuple[RunEvent, ...]:
+        """Every event so far, with its kind as data (a snapshot; safe from any thread).
+
+        A front panel shows `events[n:]` for the events it has not shown yet.
+        """
+        return tuple(self._state.events)
 
     @property
     def simulator(self) -> Any:
@@ -574,9 +571,9 @@ class ConstantCurrentIontophoresis(Procedure):
         self._update_live(safety=safety, last_event=reason)
 
     def _event(self, t: float, kind: EventKind, message: str) -> None:
-        self._state.events.append(RunEvent(t, kind, message))
-        self._state.pending.append(
-            message if kind == EventKind.INFO else f"{kind.upper()}: {message}")
+        event = RunEvent(t, kind, message)
+        self._state.events.append(event)
+        self._state.pending.append(event.cell_text())
         safety = {EventKind.TRIP: SafetyState.TRIPPED,
                   EventKind.WARNING: SafetyState.WARNING}.get(kind, self.live.safety)
         if self.live.safety == SafetyState.TRIPPED:
@@ -600,7 +597,7 @@ class ConstantCurrentIontophoresis(Procedure):
             "Dose (mA*min)": sample.dose_mA_min,
             "Current density (mA/cm^2)": density,
             "Compliance": int(sample.compliance),
-            "Event": " | ".join(self._state.pending),
+            "Event": CELL_SEPARATOR.join(self._state.pending),
         }
         self._state.pending.clear()
         self.emit("results", row)
@@ -621,7 +618,7 @@ class ConstantCurrentIontophoresis(Procedure):
         row = {c: math.nan for c in DATA_COLUMNS}
         row.update({"Time (s)": round(t, 4), "Phase": phase, "Setpoint (mA)": 0.0,
                     "Dose (mA*min)": self._dose.dose_mA_min, "Compliance": 0,
-                    "Event": " | ".join(self._state.pending)})
+                    "Event": CELL_SEPARATOR.join(self._state.pending)})
         self._state.pending.clear()
         self.emit("results", row)
 

@@ -57,6 +57,12 @@ def _quiet_pymeasure_logs():
     yield
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _records_in_a_temporary_database(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The front panel opens the course record: never the user's own during tests."""
+    os.environ["IONTO_DB"] = f"sqlite:///{tmp_path_factory.mktemp('records') / 'r.sqlite3'}"
+
+
 #: Longest a front-panel test waits for a run (ms of real time).
 GUI_RUN_TIMEOUT_MS = 20_000
 
