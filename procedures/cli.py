@@ -35,6 +35,7 @@ from .protocol_file import (
     load_protocol,
 )
 from .records import cli as records_cli
+from .results import STORAGE_FAULT, StorageUnusable, check_output_dir, planned_file_bytes
 
 if TYPE_CHECKING:
     from ionto_instruments.clock import Clock
@@ -54,7 +55,8 @@ EXIT_CODES: dict[int, str] = {
     EXIT_INTERNAL: "internal error (the output is still switched off)",
     EXIT_INVALID: "invalid input: nothing was energized",
     EXIT_SAFETY: "a burn-risk safety rule tripped, or the contact check refused",
-    EXIT_INSTRUMENT: "instrument fault (including a wrong or missing instrument)",
+    EXIT_INSTRUMENT: "instrument fault (including a wrong, missing or busy instrument), or a "
+                     "storage fault (the results could not be written)",
     EXIT_STOPPED: "stopped by the operator (Ctrl-C, or emergency stop by signal)",
 }
 
@@ -87,7 +89,7 @@ def exit_code(summary: dict[str, Any]) -> int:
     outcome, rule = summary.get("outcome"), summary.get("rule")
     if outcome == Outcome.COMPLETED:
         return EXIT_OK
-    if rule == INSTRUMENT_FAULT:
+    if rule in (INSTRUMENT_FAULT, STORAGE_FAULT):
         return EXIT_INSTRUMENT
     if outcome == Outcome.STOPPED or rule == EMERGENCY_STOP:
         return EXIT_STOPPED
@@ -558,16 +560,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     values, notes = collect_settings(args)
     simulated = "instrument.resource" not in values
     procedure = build_procedure(values)
+    plan = procedure.build_plan()
     output_dir = Path(args.output)
     try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"--output {args.output}: cannot create the directory: "
-                         f"{exc.strerror or exc}", "output") from None
-    if not os.access(output_dir, os.W_OK):
-        raise UsageError(f"--output {args.output}: the directory is not writable", "output")
-
-    plan = procedure.build_plan()
+        check_output_dir(output_dir, planned_file_bytes(plan.total_s, plan.sample_interval_s))
+    except StorageUnusable as exc:
+        raise UsageError(f"--output {exc}", "output") from None
     console = Console(sys.stderr, planned_dose=plan.planned_dose_mA_min)
     clock = make_run_clock(args, simulated)
     for note in notes:

@@ -12,6 +12,7 @@ import logging
 import math
 import statistics
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NoReturn
@@ -53,8 +54,23 @@ from .contracts import (
 from .drugs import DRUGS, get_drug
 from .events import CELL_SEPARATOR, RunEvent
 from .plan import DoseIntegrator, InvalidParameter, ProtocolPlan
-from .results import DATA_COLUMNS, summary_path, sync_file, write_summary
-from .safety import Level, SafetyConfig, SafetyMonitor, Sample, evaluate_contact_check
+from .results import (
+    DATA_COLUMNS,
+    STORAGE_FAULT,
+    StorageFault,
+    summary_path,
+    sync_file,
+    write_summary_somewhere,
+)
+from .safety import (
+    RULE_NAMES,
+    Level,
+    Rule,
+    SafetyConfig,
+    SafetyMonitor,
+    Sample,
+    evaluate_contact_check,
+)
 from .screening import evaluate_screening
 
 log = logging.getLogger(__name__)
@@ -162,6 +178,12 @@ class ConstantCurrentIontophoresis(Procedure):
         self.summary: dict[str, Any] | None = None
         #: The screening answers (question key -> yes), recorded in the summary.
         self.screening_answers: dict[str, bool] | None = None
+        #: Set by IontoResults: raises StorageFault when the last row did not reach the disk.
+        self.storage_check: Callable[[], None] | None = None
+        self.storage_close: Callable[[], None] | None = None
+        self._started = False
+        self._storage_error: str | None = None
+        self._storage_handled = False
         self.live = LiveStatus()
         self._state = _RunState()
         #: The one owner of the output state and of every way to switch it.
@@ -178,6 +200,15 @@ class ConstantCurrentIontophoresis(Procedure):
         self._last_setpoint: float | None = None
 
     # ------------------------------------------------------------------ public controls
+
+    @property
+    def has_started(self) -> bool:
+        """True once a run of this Procedure has begun: a Procedure runs once."""
+        return self._started
+
+    def mark_started(self) -> None:
+        """Claim this Procedure for a run (the runner calls it before creating any file)."""
+        self._started = True
 
     def build_plan(self) -> ProtocolPlan:
         """Return the protocol plan from the parameters; raise InvalidParameter if unsafe."""
@@ -214,12 +245,28 @@ class ConstantCurrentIontophoresis(Procedure):
             screening = evaluate_screening(self.screening_answers)
             if not screening.passed:
                 raise InvalidParameter("screening", screening.reason)
+        self._check_extra_rules()
         if self.subject_kind == "human" and not self.screening_confirmed:
             raise InvalidParameter(
                 "screening", "a human subject requires the contraindication screening to be "
                 "confirmed (pregnancy, drug hypersensitivity, adrenal tumour, heart complaints "
                 "from high blood pressure, heart rhythm disorders, pacemaker)")
         return plan
+
+    def _check_extra_rules(self) -> None:
+        """Refuse extra rules that are not Rules, have a bad level, or reuse a name."""
+        seen = set(RULE_NAMES)
+        for rule in self.extra_rules:
+            if not isinstance(rule, Rule):
+                raise InvalidParameter("extra_rules", f"{rule!r} is not a safety.Rule "
+                                       f"(subclass ionto_instruments.procedures.safety.Rule)")
+            if rule.level not in (Level.WARN, Level.ABORT):
+                raise InvalidParameter("extra_rules", f"rule {rule.name!r} must have level "
+                                                      f"WARN or ABORT")
+            if not rule.name or rule.name in seen:
+                raise InvalidParameter("extra_rules", f"rule name {rule.name!r} is empty or "
+                                                      f"already taken")
+            seen.add(rule.name)
 
     def confirm_screening(self, answers: dict[str, bool]) -> None:
         """Record a completed screening; raise InvalidParameter naming any contraindication."""
@@ -271,6 +318,14 @@ class ConstantCurrentIontophoresis(Procedure):
         self.clock = self.clock or RealClock()
         self.clock_name = self.clock.name
         self.started_at = datetime.now(UTC).isoformat(timespec="seconds")
+        if self._state.outcome is not None or self.summary is not None:
+            # Reused (not through the runner, which refuses earlier): refuse on a clean slate.
+            self._state, self.summary, self.source = _RunState(), None, None
+            self._set_phase(Phase.PRE_FLIGHT, 0.0)
+            self._finish(Outcome.REFUSED, PRE_FLIGHT, "Refused: this Procedure has already "
+                                                      "run; a Procedure runs once")
+            return
+        self._started = True
         self._set_phase(Phase.PRE_FLIGHT, 0.0)
         try:
             self._plan = self.preflight()
@@ -310,6 +365,8 @@ class ConstantCurrentIontophoresis(Procedure):
         except InstrumentFault as exc:
             with contextlib.suppress(_Abort):
                 self._fault(exc)
+        except StorageFault as exc:
+            self._storage_fault(str(exc))
         except BaseException as exc:
             self._state.error = exc
             self.output.off_now()
@@ -392,7 +449,7 @@ class ConstantCurrentIontophoresis(Procedure):
         self._ramp_down(from_mA=self._last_setpoint or 0.0, outcome=Outcome.COMPLETED)
 
     def _ramp_down(self, from_mA: float, outcome: Outcome, reason: str = "",
-                   delay_first: bool = True) -> None:
+                   delay_first: bool = True, rule: str | None = None) -> None:
         plan = self._require_plan()
         start = self._t() + (plan.sample_interval_s if delay_first else 0.0)
 
@@ -404,10 +461,10 @@ class ConstantCurrentIontophoresis(Procedure):
                                  stoppable=False, delay_first=delay_first):
                 pass
 
-        self._switch_off_at_end(outcome, reason, ramp)
+        self._switch_off_at_end(outcome, reason, ramp, rule)
 
     def _switch_off_at_end(self, outcome: Outcome, reason: str = "",
-                           ramp: Any = None) -> None:
+                           ramp: Any = None, rule: str | None = None) -> None:
         """Ramp to zero, output off, confirm by read-back, record the outcome."""
 
         def ended() -> None:
@@ -417,7 +474,7 @@ class ConstantCurrentIontophoresis(Procedure):
         self._set_phase(Phase.OFF, self._t())
         if outcome == Outcome.COMPLETED:
             reason = f"Treatment completed: {self._dose.dose_mA_min:.2f} mA*min delivered"
-        self._finish(outcome, None, reason)
+        self._finish(outcome, rule, reason)
         self._emit_marker(Phase.OFF)
 
     # ------------------------------------------------------------------ the sampling loop
@@ -474,6 +531,8 @@ class ConstantCurrentIontophoresis(Procedure):
         for message in warnings:
             self._event(t, EventKind.WARNING, message)
         self._emit_row(sample, plan)
+        if self._storage_error is not None and not self._storage_handled:
+            raise StorageFault(self._storage_error)
         return sample
 
     def _check_interrupts(self, stoppable: bool) -> None:
@@ -541,10 +600,18 @@ class ConstantCurrentIontophoresis(Procedure):
                     self._event(self._t(), EventKind.INSTRUMENT_ERROR, error)
             except Exception as exc:
                 log.warning("Could not read the instrument's error queue: %s", exc)
+        if state.outcome == Outcome.COMPLETED and self._storage_error is not None:
+            # Never "completed" with data missing (the failure came with the last rows).
+            state.outcome, state.rule = Outcome.FAULT, STORAGE_FAULT
+            state.reason = f"Storage fault: {self._storage_error}. The results are incomplete."
         self.summary = self._make_summary()
+        if self.storage_close is not None:
+            self.storage_close()
         if self.results_file:
             sync_file(self.results_file)
-            write_summary(self.summary, summary_path(self.results_file))
+            where = write_summary_somewhere(self.summary, self.results_file)
+            if where != str(summary_path(self.results_file)):
+                self.summary["summary_file"] = where
         if self._opened_source and self.source is not None:
             try:
                 self.source.close()
@@ -600,7 +667,7 @@ class ConstantCurrentIontophoresis(Procedure):
             "Event": CELL_SEPARATOR.join(self._state.pending),
         }
         self._state.pending.clear()
-        self.emit("results", row)
+        self._write_row(row)
         progress = self._progress(sample.t)
         self.emit("progress", progress)
         self._update_live(t=sample.t, setpoint_mA=sample.setpoint_mA,
@@ -620,7 +687,39 @@ class ConstantCurrentIontophoresis(Procedure):
                     "Dose (mA*min)": self._dose.dose_mA_min, "Compliance": 0,
                     "Event": CELL_SEPARATOR.join(self._state.pending)})
         self._state.pending.clear()
+        self._write_row(row)
+
+    def _write_row(self, row: dict[str, Any]) -> None:
+        """Send a row to the results file and check it arrived; after a storage failure,
+        rows are no longer sent (one error, not one per row)."""
+        if self._storage_error is not None:
+            return
         self.emit("results", row)
+        if self.storage_check is None:
+            return
+        try:
+            self.storage_check()
+        except StorageFault as exc:
+            self._storage_error = str(exc)
+
+    def _storage_fault(self, message: str) -> None:
+        """The results cannot be written: ramp down (still monitored), then off."""
+        reason = (f"Storage fault: {message}. The results are incomplete; the output was "
+                  f"ramped down and switched off. Check the disk and the output folder.")
+        self._storage_handled = True
+        t = self._t()
+        self._event(t, EventKind.TRIP, reason)
+        if not self.output.may_be_on:
+            self._finish(Outcome.FAULT, STORAGE_FAULT, reason)
+            return
+        try:
+            self._ramp_down(from_mA=self._last_setpoint or 0.0, outcome=Outcome.FAULT,
+                            reason=reason, delay_first=False, rule=STORAGE_FAULT)
+        except _Abort:
+            pass
+        except InstrumentFault as exc:
+            with contextlib.suppress(_Abort):
+                self._fault(exc)
 
     def _update_live(self, **changes: Any) -> None:
         current = self.live.__dict__ | changes
