@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import os
+from pyqtgraph.Qt import QtWidgets
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-
-from pyqtgraph.Qt import QtWidgets  # noqa: E402
-
-from ionto_instruments.gui.window import FrontPanelWindow  # noqa: E402
-from ionto_instruments.procedures.runner import make_procedure  # noqa: E402
+from ionto_instruments.gui.window import FrontPanelWindow
+from ionto_instruments.procedures.runner import make_procedure
 
 RUN_TIMEOUT_MS = 20_000
 

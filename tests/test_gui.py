@@ -5,28 +5,24 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from pathlib import Path
 
 import pytest
-
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-
-from gui_support import (  # noqa: E402
+from gui_support import (
     RUN_TIMEOUT_MS,
     button,
     queue_run,
     wait_for_end,
     wait_for_phase,
 )
-from pymeasure.experiment import Procedure  # noqa: E402
-from pyqtgraph.Qt import QtCore, QtWidgets  # noqa: E402
+from pymeasure.experiment import Procedure
+from pyqtgraph.Qt import QtCore, QtWidgets
 
-from ionto_instruments.clock import ScaledClock, VirtualClock  # noqa: E402
-from ionto_instruments.gui.window import FrontPanelWindow  # noqa: E402
-from ionto_instruments.procedures.results import load_summary  # noqa: E402
-from ionto_instruments.procedures.runner import make_procedure, run_protocol  # noqa: E402
-from ionto_instruments.procedures.screening import CONTRAINDICATIONS  # noqa: E402
+from ionto_instruments.clock import ScaledClock, VirtualClock
+from ionto_instruments.gui.window import FrontPanelWindow
+from ionto_instruments.procedures.results import load_summary
+from ionto_instruments.procedures.runner import make_procedure, run_protocol
+from ionto_instruments.procedures.screening import CONTRAINDICATIONS
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 

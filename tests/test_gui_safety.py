@@ -9,22 +9,18 @@ locked inputs and the running treatment.
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import pytest
+from gui_support import button, queue_run, wait_for_end, wait_for_phase
+from pyqtgraph.Qt import QtCore, QtGui, QtTest, QtWidgets
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-
-from gui_support import button, queue_run, wait_for_end, wait_for_phase  # noqa: E402
-from pyqtgraph.Qt import QtCore, QtGui, QtTest, QtWidgets  # noqa: E402
-
-from ionto_instruments.clock import VirtualClock  # noqa: E402
-from ionto_instruments.gui.alerts import NOT_CONFIRMED_OFF, label_fits  # noqa: E402
-from ionto_instruments.gui.dialogs import ResultsDialog  # noqa: E402
-from ionto_instruments.gui.window import FIT_SIZE, NEAR_ZERO_MA  # noqa: E402
-from ionto_instruments.procedures.iontophoresis import LiveStatus  # noqa: E402
-from ionto_instruments.procedures.runner import make_procedure, run_protocol  # noqa: E402
+from ionto_instruments.clock import VirtualClock
+from ionto_instruments.gui.alerts import NOT_CONFIRMED_OFF, label_fits
+from ionto_instruments.gui.dialogs import ResultsDialog
+from ionto_instruments.gui.window import FIT_SIZE, NEAR_ZERO_MA
+from ionto_instruments.procedures.iontophoresis import LiveStatus
+from ionto_instruments.procedures.runner import make_procedure, run_protocol
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 

@@ -3,31 +3,28 @@
 from __future__ import annotations
 
 import math
-import os
 from types import SimpleNamespace
 
 import numpy as np
 import pyqtgraph as pg
 import pytest
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-
-from ionto_instruments.gui.alerts import TripAlert  # noqa: E402
-from ionto_instruments.gui.charts import ChartsWidget  # noqa: E402
-from ionto_instruments.gui.chunked_curve import ChunkedCurve  # noqa: E402
-from ionto_instruments.gui.dialogs import ScreeningDialog  # noqa: E402
-from ionto_instruments.gui.indicators import (  # noqa: E402
+from ionto_instruments.gui.alerts import TripAlert
+from ionto_instruments.gui.charts import ChartsWidget
+from ionto_instruments.gui.chunked_curve import ChunkedCurve
+from ionto_instruments.gui.dialogs import ScreeningDialog
+from ionto_instruments.gui.indicators import (
     SafetyLight,
     SimulationBanner,
     format_duration,
     format_number,
 )
-from ionto_instruments.gui.results_tail import ResultsTail  # noqa: E402
-from ionto_instruments.gui.window import describe_summary, drug_description  # noqa: E402
-from ionto_instruments.procedures.results import DATA_COLUMNS, IontoResults  # noqa: E402
-from ionto_instruments.procedures.runner import make_procedure  # noqa: E402
-from ionto_instruments.procedures.screening import CONTRAINDICATIONS  # noqa: E402
-from ionto_instruments.simulator import SCENARIOS  # noqa: E402
+from ionto_instruments.gui.results_tail import ResultsTail
+from ionto_instruments.gui.window import describe_summary, drug_description
+from ionto_instruments.procedures.results import DATA_COLUMNS, IontoResults
+from ionto_instruments.procedures.runner import make_procedure
+from ionto_instruments.procedures.screening import CONTRAINDICATIONS
+from ionto_instruments.simulator import SCENARIOS
 
 
 def _row(i: int, event: str = "") -> dict:
