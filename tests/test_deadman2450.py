@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from ionto_instruments.clock import VirtualClock
@@ -105,3 +107,35 @@ def test_the_plan_keeps_the_bound():
     assert (plan.windows - 1) * plan.window_s >= 1810
     with pytest.raises(ValueError, match="timeout"):
         DeadManPlan(timeout_s=0.1, planned_s=10, sample_interval_s=0.2)
+
+
+def test_the_driver_holds_the_output_while_it_beats_and_the_meter_ends_it_when_it_stops():
+    """Driver + server (real clock): heartbeats hold it on, silence switches it off within T."""
+    from ionto_instruments.deadman2450 import Keithley2450DeadManSource
+    from ionto_instruments.simulator.server import SimServer
+
+    with SimServer("keithley2450", port=0) as srv:
+        source = Keithley2450DeadManSource.open(srv.resource_name, "@py")
+        source.configure_current_source(compliance_voltage=40)
+        source.set_current(1e-3)
+        source.arm_dead_man(DeadManPlan(timeout_s=1.0, planned_s=60.0, sample_interval_s=0.1))
+        source.output_on()
+        assert source.trigger_state().startswith("RUNNING")
+        times = []
+        for _ in range(20):  # 2 s, twice T: held on by the heartbeats alone
+            source.heartbeat()
+            reading = source.read()
+            times.append(reading.time)
+            assert reading.current == pytest.approx(1e-3, abs=1e-6)
+            time.sleep(0.1)
+        assert srv.state()["output"] is True
+        assert len(set(times)) >= 10  # fresh readings from the instrument's buffer
+        silent = time.monotonic()
+        while srv.state()["output"] and time.monotonic() - silent < 3:
+            time.sleep(0.01)
+        change = srv.state()["changes"][-1]
+        assert change["cause"] == "trigger-model" and not change["on"]
+        assert change["monotonic"] - silent <= 1.0
+        source.emergency_off()  # :ABOR;OUTPUT OFF on an idle model: no error
+        assert source.drain_errors() == []
+        source.close()

@@ -136,9 +136,11 @@ def test_guard_killed_the_run_ramps_down_and_ends_as_fault(server, tmp_path):
     assert not thread.is_alive()
     assert (summary["outcome"], summary["rule"]) == ("fault", "guard")
     assert summary["output_off_confirmed"] is True
+    assert "guard process ended" in summary["reason"]  # seen dead, not only silent
     change = off_change_after(server, killed)
-    # Ramped down (2 s), not switched off at once; within a heartbeat timeout of the kill.
-    assert 1.5 <= change["monotonic"] - killed <= 2.0 + 1.0 + TIMEOUT_S
+    # Ramped down (2 s), not switched off at once; noticed at the next sample, not after a
+    # heartbeat timeout.
+    assert 1.5 <= change["monotonic"] - killed <= 2.0 + 1.2
     rows = pd.read_csv(summary["results_file"], comment="#")
     after = rows[rows["Time (s)"] >= rows.loc[rows["Event"].fillna("").str.contains(
         "Guard lost"), "Time (s)"].iloc[0]]
