@@ -136,6 +136,7 @@ class Guard:
         return session.query("*IDN?").strip()
 
     def close_session(self) -> None:
+        """Close the guard's session, ignoring a dead one."""
         session, self._session = self._session, None
         if session is not None:
             try:
@@ -551,6 +552,7 @@ class GuardLink:
 
     @property
     def pid(self) -> int | None:
+        """The guard's process id (None before start)."""
         return self.process.pid if self.process else None
 
     def describe(self) -> dict[str, Any]:

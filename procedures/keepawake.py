@@ -38,6 +38,7 @@ class InhibitState:
     released_at: float | None = None
 
     def as_dict(self) -> dict:
+        """For the run's summary."""
         return asdict(self)
 
 
@@ -50,6 +51,7 @@ class SleepInhibitor:
         self._windows = False
 
     def acquire(self) -> InhibitState:
+        """Take the inhibitor (once; again after a release); a warning state if impossible."""
         if self.state is not None and self.state.released_at is None:
             return self.state
         try:

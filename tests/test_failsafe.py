@@ -113,6 +113,8 @@ def test_sigstop_mid_hold_off_within_the_timeout_and_the_run_ends_as_fault(serve
     assert run.returncode == 4
     assert (summary["outcome"], summary["rule"]) == ("fault", "guard")
     assert summary["output_off_confirmed"] is True and summary["guard"]["tripped"] is True
+    inhibitor = summary["sleep_inhibitor"]  # recorded whether or not the OS allowed it
+    assert inhibitor["held"] or inhibitor["warning"]
     assert server.state()["output"] is False
 
 

@@ -67,6 +67,7 @@ class OutputChange:
     cause: str  # "scpi:<client>", "deadman", "control"
 
     def as_dict(self) -> dict[str, Any]:
+        """For the control channel's JSON."""
         return {"wall": self.wall, "monotonic": self.monotonic, "on": self.on,
                 "setpoint_A": self.setpoint_A, "cause": self.cause}
 
@@ -364,13 +365,9 @@ class _ControlHandler(socketserver.StreamRequestHandler):
                 reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
             self.wfile.write(json.dumps(reply).encode() + b"\n")
             self.wfile.flush()
-            if request_is_shutdown(reply):
+            if reply.get("shutdown"):
                 threading.Thread(target=owner.shutdown, daemon=True).start()
                 return
-
-
-def request_is_shutdown(reply: dict[str, Any]) -> bool:
-    return bool(reply.get("shutdown"))
 
 
 def _control(owner: SimServer, request: dict[str, Any]) -> dict[str, Any]:
@@ -413,6 +410,7 @@ class ControlClient:
         return self.request("state")
 
     def close(self) -> None:
+        """Close the control connection (the server goes on)."""
         self._file.close()
         self._sock.close()
 
