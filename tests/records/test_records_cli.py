@@ -75,8 +75,11 @@ def test_subject_and_course_verbs_with_json(capsys, db, course) -> None:
     (("session", "observe", "1", "--session", "9", "--phase", "after"), "session",
      "no session 9"),
 ])
-def test_bad_values_exit_2_naming_the_field(capsys, db, course, argv, field, words) -> None:
-    ionto(capsys, "run", "--course", course, *RUN, *db)
+def test_bad_values_exit_2_naming_the_field(capsys, db, db_url, course, argv, field,
+                                            words) -> None:
+    with Store(db_url) as store:  # one recorded session to observe (no run needed here)
+        opened = store.open_session(course, "nurse-a")
+        store.record_outcome(opened.session.id, {"outcome": "completed"}, "nurse-a")
     code, out, err = ionto(capsys, *argv, *db, "--json")
     assert code == 2, err
     assert json.loads(out)["field"] == field
