@@ -99,6 +99,14 @@ class CurrentSource(ABC):
     def _apply_current_ceiling(self, amps: float) -> None:  # noqa: B027 - optional hook
         """Hook for drivers whose validators must learn the narrowed ceiling."""
 
+    def check_limits(  # noqa: B027 - optional hook
+            self, compliance_voltage: float, max_current: float) -> None:
+        """Pre-flight: raise ValueError naming the model if it cannot deliver these limits.
+
+        Drivers that know their model (from *IDN?) and state (interlock) override this; it
+        is called before anything is configured or energized.
+        """
+
     def reopen(self) -> None:
         """Open a fresh session to the same instrument after the old one was lost."""
         raise InstrumentFault(f"{type(self).__name__} cannot reopen its session")

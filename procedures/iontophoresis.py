@@ -268,6 +268,11 @@ class ConstantCurrentIontophoresis(Procedure):
                 self._opened_source = True
             self.instrument_idn = self.source.identify()
             self.simulated = str(bool(self.source.simulated))
+            try:  # the model's limits and state (e.g. 2450 interlock), before configuring
+                self.source.check_limits(self._plan.compliance_V, self._plan.target_mA * 1e-3)
+            except ValueError as exc:
+                self._finish("refused", "pre-flight", f"Refused before energizing: {exc}")
+                return
             self.source.limit_current_density(self._plan.electrode_area_cm2,
                                               self._plan.max_density_mA_cm2)
             self.source.configure_current_source(compliance_voltage=self._plan.compliance_V)
