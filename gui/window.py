@@ -32,7 +32,7 @@ from ionto_instruments.procedures.results import IontoResults, load_summary, new
 from ionto_instruments.simulator import MODELS as SIM_MODELS
 from ionto_instruments.simulator import SCENARIOS, parse_scenario
 
-from . import theme
+from . import course_panel, theme
 from .charts import ChartsWidget, RunCurves
 from .dialogs import ScreeningDialog
 from .indicators import (
@@ -196,6 +196,7 @@ class FrontPanelWindow(ManagedWindowBase):
             else f"Instrument: {self.resource} ({self.model}), real time", self)
         instrument.setObjectName("instrumentLabel")
         self.statusBar().addPermanentWidget(instrument)
+        self.course_panel = course_panel.attach(self)  # course dock; records each run's outcome
         self._update_drug_info()
         self.refresh()
         log.info("Front panel ready (%s)", "SIMULATED instrument" if self.simulated
@@ -423,6 +424,10 @@ class FrontPanelWindow(ManagedWindowBase):
             procedure.preflight()
         except (InvalidParameter, ValueError) as exc:
             self.refuse(f"Run refused before energizing: {exc}")
+            return None
+        refusal = self.course_panel.before_queue(procedure)  # the course record, if one is picked
+        if refusal:
+            self.refuse(f"Run refused: {refusal}")
             return None
         filename = new_results_file(self.directory)
         results = IontoResults(procedure, filename)

@@ -12,11 +12,14 @@ import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-#: Absolute ceilings of this device class, whatever the caller asks (facts.md: 4 mA cap,
-#: 80 V compliance ceiling, IEC 60601-2-10 warns above 2 mA/cm^2).
-MAX_CURRENT_A = 4.0e-3
-MAX_COMPLIANCE_V = 80.0
-MAX_DENSITY_MA_CM2 = 2.0
+from . import limits
+from .output import OutputGuard
+
+#: Absolute ceilings of this device class in driver units, whatever the caller asks
+#: (`limits.MAX_CURRENT`, `limits.MAX_COMPLIANCE`, `limits.MAX_DENSITY`).
+MAX_CURRENT_A = limits.MAX_CURRENT.value * 1e-3
+MAX_COMPLIANCE_V = limits.MAX_COMPLIANCE.value
+MAX_DENSITY_MA_CM2 = limits.MAX_DENSITY.value
 
 
 class InstrumentError(RuntimeError):
@@ -69,7 +72,7 @@ class CurrentSource(ABC):
     """A SourceMeter used as an iontophoresis current source.
 
     Implementations enforce the ceilings themselves: `set_current` never sends a value above
-    `current_ceiling`, and `configure_current_source` never a compliance above 80 V.
+    `current_ceiling`, and `configure_current_source` never one above `limits.MAX_COMPLIANCE`.
     """
 
     #: True for the simulated SourceMeter; shown in banners, summaries and file headers.
@@ -83,15 +86,17 @@ class CurrentSource(ABC):
 
     @property
     def current_ceiling(self) -> float:
-        """The largest |current| in A this session will source (4 mA or the density limit)."""
+        """The largest |current| in A this session will source (MAX_CURRENT or area x density)."""
         return self._current_ceiling
 
     def limit_current_density(self, electrode_area_cm2: float,
                               max_density_mA_cm2: float) -> float:
-        """Narrow the current ceiling to area x density (never above 4 mA); return it in A."""
-        area = check_range("electrode area", electrode_area_cm2, 0.01, 1000.0, "cm^2")
+        """Narrow the current ceiling to area x density (never above MAX_CURRENT); return it (A)."""
+        area = check_range("electrode area", electrode_area_cm2, limits.DRIVER_AREA.minimum,
+                           limits.DRIVER_AREA.maximum, "cm^2")
         density = check_range("maximum current density", max_density_mA_cm2,
-                              0.001, MAX_DENSITY_MA_CM2, "mA/cm^2")
+                              limits.DRIVER_DENSITY.minimum, limits.DRIVER_DENSITY.maximum,
+                              "mA/cm^2")
         self._current_ceiling = min(MAX_CURRENT_A, area * density * 1e-3)
         self._apply_current_ceiling(self._current_ceiling)
         return self._current_ceiling
@@ -164,10 +169,8 @@ class CurrentSource(ABC):
         return self
 
     def __exit__(self, *exc: object) -> None:
-        """Leaving a `with` block switches the output off at once, then closes the session."""
+        """Leaving a `with` block switches the output off at once (confirmed), then closes."""
         try:
-            self.emergency_off()
-        except InstrumentFault:
-            pass
+            OutputGuard(self, may_be_on=True).off_now()
         finally:
             self.close()

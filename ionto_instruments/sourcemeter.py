@@ -14,8 +14,9 @@ PyMeasure quirks handled here (see the model modules for the per-model ones):
   the raw reply from the adapter.
 - ``CurrentSource.__init__`` does not chain to ``super().__init__``; the mixin calls it and
   then the PyMeasure constructor explicitly.
-- ``CurrentSource.__exit__`` (close, output untouched) precedes ``Instrument.__exit__``
-  (shutdown) in the MRO: leaving a ``with`` block closes the session and switches nothing.
+- ``CurrentSource.__exit__`` precedes ``Instrument.__exit__`` (shutdown) in the MRO: leaving a
+  ``with`` block writes the output off at once (``OUTPUT_OFF_COMMAND``, through
+  `OutputGuard.off_now`, confirmed by read-back), then closes the session.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from pymeasure.adapters import Adapter, VISAAdapter
 from pymeasure.instruments import Instrument
 from pymeasure.instruments.common_base import DynamicProperty
 
+from . import limits
 from .models import MODEL_TABLE, ModelSpec, spec_for_idn
 from .source import (
     MAX_COMPLIANCE_V,
@@ -50,9 +52,9 @@ from .source import (
 log = logging.getLogger(__name__)
 log.addHandler(logging.NullHandler())
 
-#: VISA timeout for every exchange: a hung instrument is a fault within a second (a 2400
-#: reading at 1 NPLC takes tens of ms).
-DEFAULT_TIMEOUT_MS = 1000
+#: VISA timeout for every exchange (`limits.INSTRUMENT_TIMEOUT`): a hung instrument is a fault
+#: within a second (a 2400 reading at 1 NPLC takes tens of ms).
+DEFAULT_TIMEOUT_MS = round(limits.INSTRUMENT_TIMEOUT.value * 1000)
 
 #: VISA-layer exceptions that mean "the I/O failed" (timeout, connection lost, closed session,
 #: socket errors). Raised inside the driver they become `InstrumentFault`, chained.

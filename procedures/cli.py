@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from ionto_instruments import __version__
 
+from .contracts import EMERGENCY_STOP, INSTRUMENT_FAULT, PRE_FLIGHT, Outcome
 from .protocol_file import (
     BY_KEY,
     MODELS,
@@ -33,6 +34,7 @@ from .protocol_file import (
     check_value,
     load_protocol,
 )
+from .records import cli as records_cli
 
 if TYPE_CHECKING:
     from ionto_instruments.clock import Clock
@@ -83,15 +85,15 @@ class InstrumentUnavailable(Exception):
 def exit_code(summary: dict[str, Any]) -> int:
     """Map a run summary (outcome, rule) to the exit code of `ionto run`."""
     outcome, rule = summary.get("outcome"), summary.get("rule")
-    if outcome == "completed":
+    if outcome == Outcome.COMPLETED:
         return EXIT_OK
-    if rule == "instrument-fault":
+    if rule == INSTRUMENT_FAULT:
         return EXIT_INSTRUMENT
-    if outcome == "stopped" or rule == "emergency-stop":
+    if outcome == Outcome.STOPPED or rule == EMERGENCY_STOP:
         return EXIT_STOPPED
-    if outcome == "refused" and rule == "pre-flight":
+    if outcome == Outcome.REFUSED and rule == PRE_FLIGHT:
         return EXIT_INVALID
-    if outcome in ("aborted", "refused") and rule:
+    if outcome in (Outcome.ABORTED, Outcome.REFUSED) and rule:
         return EXIT_SAFETY
     return EXIT_INTERNAL
 
@@ -222,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--json", action="store_true",
                      help="print the JSON summary on stdout (everything else goes to stderr)")
     out.add_argument("-v", "--verbose", action="store_true", help="log details on stderr")
-    run.set_defaults(handler=cmd_run)
+    run.set_defaults(handler=lambda args: records_cli.run_with_course(args, cmd_run))
 
     scenarios = commands.add_parser(
         "scenarios", formatter_class=_Formatter, help="list the simulator's scenarios",
@@ -268,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     gui.add_argument("--model", choices=MODELS, default="keithley2400",
                      help="instrument model (default keithley2400)")
     gui.set_defaults(handler=cmd_gui)
+    records_cli.register(commands, run)  # subject/course/session/audit/export/db, run --course
     return parser
 
 
@@ -626,6 +629,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     redirect = (contextlib.redirect_stdout(sys.stderr) if args.json
                 else contextlib.nullcontext())
     summary = _run(procedure, output_dir, clock, console, args.verbose, redirect)
+    getattr(args, "on_summary", lambda _summary: None)(summary)  # ionto run --course records it
     console.close()
     code = exit_code(summary)
     _print_summary(summary, plan.planned_dose_mA_min,

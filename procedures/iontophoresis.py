@@ -7,13 +7,14 @@ Every way out passes through `shutdown()`, which leaves the output off and write
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import statistics
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from pymeasure.experiment import (
     BooleanParameter,
@@ -26,6 +27,7 @@ from pymeasure.experiment import (
 )
 
 from ionto_instruments import __version__
+from ionto_instruments import limits as L
 from ionto_instruments.clock import Clock, RealClock
 from ionto_instruments.connect import (
     DEFAULT_BAUD_RATE,
@@ -34,8 +36,20 @@ from ionto_instruments.connect import (
     SUPPORTED_MODELS,
     open_source,
 )
+from ionto_instruments.limits import Range, ascii_unit
+from ionto_instruments.output import OutputGuard
 from ionto_instruments.source import CurrentSource, InstrumentError, InstrumentFault
 
+from .contracts import (
+    EMERGENCY_STOP,
+    INSTRUMENT_FAULT,
+    PRE_FLIGHT,
+    TRIP_OUTCOMES,
+    EventKind,
+    Outcome,
+    Phase,
+    SafetyState,
+)
 from .drugs import DRUGS, get_drug
 from .plan import DoseIntegrator, InvalidParameter, ProtocolPlan
 from .results import DATA_COLUMNS, summary_path, sync_file, write_summary
@@ -45,13 +59,17 @@ from .screening import evaluate_screening
 log = logging.getLogger(__name__)
 log.addHandler(logging.NullHandler())
 
-CONTACT_CHECK_MA = 0.05
-CONTACT_CHECK_S = 2.0
+CONTACT_CHECK_MA = L.CONTACT_CHECK_CURRENT.value
+CONTACT_CHECK_S = L.CONTACT_CHECK_DURATION.value
 SUBJECT_KINDS = ("human", "phantom", "in-vitro")
-EMERGENCY_STOP = "emergency-stop"
-OFF_CONFIRM_ATTEMPTS = 3
 #: Real-time scheduling jitter tolerated on a scaled (simulator-only) clock before stale-data.
-SCALED_CLOCK_JITTER_S = 0.25
+SCALED_CLOCK_JITTER_S = L.SCALED_CLOCK_JITTER.value
+
+
+def _ranged(name: str, limit: Range, **options: Any) -> FloatParameter:
+    """A FloatParameter whose default, minimum, maximum and unit come from the limits table."""
+    return FloatParameter(name, units=ascii_unit(limit.unit), default=limit.default,
+                          minimum=limit.minimum, maximum=limit.maximum, **options)
 
 
 @dataclass
@@ -59,7 +77,7 @@ class RunEvent:
     """Something that happened during a run: a phase change, a warning, a trip, a stop."""
 
     t: float
-    kind: str
+    kind: EventKind
     message: str
 
     def as_dict(self) -> dict[str, Any]:
@@ -70,7 +88,7 @@ class RunEvent:
 class LiveStatus:
     """What a front panel or progress line shows; replaced atomically every sample."""
 
-    phase: str = "pre-flight"
+    phase: str = Phase.PRE_FLIGHT
     t: float = 0.0
     elapsed_s: float = 0.0
     remaining_s: float = math.nan
@@ -81,7 +99,7 @@ class LiveStatus:
     dose_mA_min: float = 0.0
     density_mA_cm2: float = math.nan
     compliance: bool = False
-    safety: str = "ok"  # "ok" | "warning" | "tripped"
+    safety: SafetyState = SafetyState.OK
     last_event: str = ""
     progress: float = 0.0
 
@@ -92,15 +110,12 @@ class _Abort(Exception):
 
 @dataclass
 class _RunState:
-    outcome: str | None = None
+    outcome: Outcome | None = None
     rule: str | None = None
     reason: str = ""
     events: list[RunEvent] = field(default_factory=list)
     pending: list[str] = field(default_factory=list)
     samples: int = 0
-    output_may_be_on: bool = False
-    output_was_on: bool = False
-    output_off_confirmed: bool = False
     treatment_start: float | None = None
     treatment_end: float | None = None
     max_lateness_s: float = 0.0
@@ -110,23 +125,16 @@ class _RunState:
 class ConstantCurrentIontophoresis(Procedure):
     """Ramped ~30-minute constant-current iontophoresis with burn-risk aborts."""
 
-    target_current = FloatParameter("Target current", units="mA", default=2.0,
-                                    minimum=0.05, maximum=4.0, decimals=3, step=0.1)
-    ramp_up = FloatParameter("Ramp-up", units="s", default=30.0, minimum=0, maximum=600)
-    treatment_time = FloatParameter("Treatment time", units="min", default=30.0,
-                                    minimum=0.5, maximum=60)
-    ramp_down = FloatParameter("Ramp-down", units="s", default=30.0, minimum=0, maximum=600)
+    target_current = _ranged("Target current", L.TARGET_CURRENT, decimals=3, step=0.1)
+    ramp_up = _ranged("Ramp-up", L.RAMP)
+    treatment_time = _ranged("Treatment time", L.TREATMENT_TIME)
+    ramp_down = _ranged("Ramp-down", L.RAMP)
     dose_controlled = BooleanParameter("Dose-controlled", default=False)
-    dose_target = FloatParameter("Dose target", units="mA*min", default=40.0, minimum=0.1,
-                                 maximum=80.0, group_by="dose_controlled")
-    electrode_area = FloatParameter("Electrode area", units="cm^2", default=10.0,
-                                    minimum=0.5, maximum=500)
-    max_density = FloatParameter("Maximum current density", units="mA/cm^2", default=0.5,
-                                 minimum=0.01, maximum=2.0, decimals=3)
-    compliance_voltage = FloatParameter("Compliance voltage", units="V", default=40.0,
-                                        minimum=1.0, maximum=80.0)
-    sample_interval = FloatParameter("Sample interval", units="s", default=0.2,
-                                     minimum=0.05, maximum=2.0, decimals=3)
+    dose_target = _ranged("Dose target", L.DOSE_TARGET, group_by="dose_controlled")
+    electrode_area = _ranged("Electrode area", L.ELECTRODE_AREA)
+    max_density = _ranged("Maximum current density", L.MAX_DENSITY_SETTING, decimals=3)
+    compliance_voltage = _ranged("Compliance voltage", L.COMPLIANCE_VOLTAGE)
+    sample_interval = _ranged("Sample interval", L.SAMPLE_INTERVAL, decimals=3)
     drug = ListParameter("Drug", choices=list(DRUGS), default="none")
     subject_kind = ListParameter("Subject", choices=list(SUBJECT_KINDS), default="phantom")
     screening_confirmed = BooleanParameter("Screening confirmed", default=False)
@@ -165,6 +173,8 @@ class ConstantCurrentIontophoresis(Procedure):
         self.summary: dict[str, Any] | None = None
         self.live = LiveStatus()
         self._state = _RunState()
+        #: The one owner of the output state and of every way to switch it.
+        self.output = OutputGuard()
         self._opened_source = False
         self._estop = threading.Event()
         self._stop_request = threading.Event()
@@ -224,17 +234,21 @@ class ConstantCurrentIontophoresis(Procedure):
         self.screening_confirmed = True
 
     def emergency_stop(self, reason: str = "Emergency stop by the operator") -> None:
-        """Switch the output off at once from any thread, without waiting for the next sample."""
+        """Switch the output off at once, without waiting for the next sample.
+
+        Any-thread contract: callable from the GUI thread, a signal handler's thread or the
+        worker itself, at any time (before startup, mid-exchange, after the end), any number
+        of times; never raises. It writes the off at once through `OutputGuard.emergency_stop`
+        (waiting at most for the exchange in progress, under the I/O lock), refuses every
+        later output-on, and wakes the worker, which records the trip, confirms the off by
+        read-back and ends the run (outcome `aborted`, rule `emergency-stop`). The first
+        reason given is the one recorded.
+        """
         if not self._estop.is_set():
             self._estop_reason = reason
         self._estop.set()
         self._wake.set()
-        source = self.source
-        if source is not None and self._state.output_may_be_on:
-            try:
-                source.emergency_off()
-            except Exception:
-                log.exception("Emergency stop: the off command failed; shutdown will retry")
+        self.output.emergency_stop()
 
     def request_stop(self) -> None:
         """Operator stop: ramp down over the ramp-down time, then switch off."""
@@ -253,11 +267,11 @@ class ConstantCurrentIontophoresis(Procedure):
         self.clock = self.clock or RealClock()
         self.clock_name = self.clock.name
         self.started_at = datetime.now(UTC).isoformat(timespec="seconds")
-        self._set_phase("pre-flight", 0.0)
+        self._set_phase(Phase.PRE_FLIGHT, 0.0)
         try:
             self._plan = self.preflight()
         except (InvalidParameter, ValueError) as exc:
-            self._finish("refused", "pre-flight", f"Refused before energizing: {exc}")
+            self._finish(Outcome.REFUSED, PRE_FLIGHT, f"Refused before energizing: {exc}")
             return
         try:
             if self.source is None:
@@ -266,6 +280,7 @@ class ConstantCurrentIontophoresis(Procedure):
                     scenario=self.scenario, clock=self.clock, seed=int(self.seed),
                     baud_rate=int(self.baud_rate), terminator=self.serial_terminator)
                 self._opened_source = True
+            self.output.attach(self.source)
             self.instrument_idn = self.source.identify()
             self.simulated = str(bool(self.source.simulated))
             try:  # the model's limits and state (e.g. 2450 interlock), before configuring
@@ -277,7 +292,7 @@ class ConstantCurrentIontophoresis(Procedure):
                                               self._plan.max_density_mA_cm2)
             self.source.configure_current_source(compliance_voltage=self._plan.compliance_V)
         except (InstrumentError, OSError) as exc:
-            self._finish("fault", "instrument-fault",
+            self._finish(Outcome.FAULT, INSTRUMENT_FAULT,
                          f"The instrument could not be used, nothing was energized: {exc}")
             return
         self._monitor = SafetyMonitor(self._safety_config(self._plan), self.extra_rules)
@@ -294,12 +309,13 @@ class ConstantCurrentIontophoresis(Procedure):
         except _Abort:
             pass
         except InstrumentFault as exc:
-            self._fault(exc)
+            with contextlib.suppress(_Abort):
+                self._fault(exc)
         except BaseException as exc:
             self._state.error = exc
-            self._switch_off_now()
-            self._finish("fault", None, f"Internal error, output switched off: "
-                                        f"{type(exc).__name__}: {exc}")
+            self.output.off_now()
+            self._finish(Outcome.FAULT, None, f"Internal error, output switched off: "
+                                              f"{type(exc).__name__}: {exc}")
             raise
 
     def shutdown(self) -> None:
@@ -313,14 +329,14 @@ class ConstantCurrentIontophoresis(Procedure):
 
     def _contact_check(self) -> None:
         plan = self._require_plan()
-        self._set_phase("contact-check", self._t())
+        self._set_phase(Phase.CONTACT_CHECK, self._t())
         test_mA = plan.polarity * CONTACT_CHECK_MA
         self._set_current(test_mA)
-        self._guarded_output_on()
+        self.output.on()  # refused after an emergency stop: the first tick then records it
         impedances: list[float] = []
         compliance = False
         end = self._t() + CONTACT_CHECK_S
-        for sample in self._ticks(lambda t: ("contact-check", test_mA),
+        for sample in self._ticks(lambda t: (Phase.CONTACT_CHECK, test_mA),
                                  until=lambda s: s.t >= end, delay_first=False):
             compliance = compliance or sample.compliance
             if math.isfinite(sample.impedance_kohm):
@@ -329,13 +345,9 @@ class ConstantCurrentIontophoresis(Procedure):
         impedance = statistics.median(tail)
         verdict = evaluate_contact_check(impedance, compliance, self._monitor_config())
         if verdict is not None and verdict.level == Level.ABORT:
-            t = self._t()
-            self._switch_off_now()
-            self._event(t, "trip", verdict.message)
-            self._emit_marker("contact-check", t)
-            self._finish("refused", verdict.rule, verdict.message)
-            raise _Abort
-        self._event(self._t(), "info", f"Contact check passed: skin impedance "
+            self._trip(self._t(), Outcome.REFUSED, verdict.rule, verdict.message,
+                       phase=Phase.CONTACT_CHECK)
+        self._event(self._t(), EventKind.INFO, f"Contact check passed: skin impedance "
                                        f"{impedance / 1e3:.1f} kOhm at {CONTACT_CHECK_MA} mA")
 
     def _treatment(self) -> None:
@@ -347,21 +359,21 @@ class ConstantCurrentIontophoresis(Procedure):
         if plan.dose_target_mA_min is None:
             def profile(t: float) -> tuple[str, float]:
                 phase = plan.phase(t - start)
-                return ("ramp-down" if phase == "off" else phase), plan.setpoint(t - start)
+                return (Phase.RAMP_DOWN if phase == Phase.OFF else phase), plan.setpoint(t - start)
 
             for _ in self._ticks(profile, until=lambda s: s.t - start >= plan.total_s):
                 pass
-            self._switch_off_at_end("completed")
+            self._switch_off_at_end(Outcome.COMPLETED)
             return
 
         def dose_profile(t: float) -> tuple[str, float]:
             tt = t - start
             if tt < plan.ramp_up_s:
-                return "ramp-up", plan.ramp_up_setpoint(tt)
-            return "hold", plan.setpoint_mA
+                return Phase.RAMP_UP, plan.ramp_up_setpoint(tt)
+            return Phase.HOLD, plan.setpoint_mA
 
         def hold_done(sample: Sample) -> bool:
-            if sample.phase != "hold":
+            if sample.phase != Phase.HOLD:
                 return False
             ramp_down_dose = abs(sample.current_mA) * plan.ramp_down_s / 120.0
             delivered = sample.dose_mA_min - dose_at_start
@@ -375,34 +387,39 @@ class ConstantCurrentIontophoresis(Procedure):
             delivered = last.dose_mA_min - dose_at_start
             expected = delivered + abs(last.current_mA) * plan.ramp_down_s / 120.0
             if expected < plan.dose_target_mA_min * 0.99:
-                self._event(self._t(), "warning",
+                self._event(self._t(), EventKind.WARNING,
                             f"Treatment time reached before the dose target: {delivered:.1f} of "
                             f"{plan.dose_target_mA_min:g} mA*min; ramping down")
-        self._ramp_down(from_mA=self._last_setpoint or 0.0, outcome="completed")
+        self._ramp_down(from_mA=self._last_setpoint or 0.0, outcome=Outcome.COMPLETED)
 
-    def _ramp_down(self, from_mA: float, outcome: str, reason: str = "",
+    def _ramp_down(self, from_mA: float, outcome: Outcome, reason: str = "",
                    delay_first: bool = True) -> None:
         plan = self._require_plan()
         start = self._t() + (plan.sample_interval_s if delay_first else 0.0)
 
         def profile(t: float) -> tuple[str, float]:
-            return "ramp-down", plan.ramp_down_setpoint(from_mA, t - start)
+            return Phase.RAMP_DOWN, plan.ramp_down_setpoint(from_mA, t - start)
 
-        for _ in self._ticks(profile, until=lambda s: s.setpoint_mA == 0.0, stoppable=False,
-                             delay_first=delay_first):
-            pass
-        self._switch_off_at_end(outcome, reason)
+        def ramp() -> None:
+            for _ in self._ticks(profile, until=lambda s: s.setpoint_mA == 0.0,
+                                 stoppable=False, delay_first=delay_first):
+                pass
 
-    def _switch_off_at_end(self, outcome: str, reason: str = "") -> None:
-        """The profile reached zero: output off, confirm by read-back, record the outcome."""
-        self._source().output_off()
-        self._state.treatment_end = self._t()
-        self._confirm_off()
-        self._set_phase("off", self._t())
-        if outcome == "completed":
+        self._switch_off_at_end(outcome, reason, ramp)
+
+    def _switch_off_at_end(self, outcome: Outcome, reason: str = "",
+                           ramp: Any = None) -> None:
+        """Ramp to zero, output off, confirm by read-back, record the outcome."""
+
+        def ended() -> None:
+            self._state.treatment_end = self._t()
+
+        self.output.ramped_off(ramp, after_write=ended)
+        self._set_phase(Phase.OFF, self._t())
+        if outcome == Outcome.COMPLETED:
             reason = f"Treatment completed: {self._dose.dose_mA_min:.2f} mA*min delivered"
         self._finish(outcome, None, reason)
-        self._emit_marker("off")
+        self._emit_marker(Phase.OFF)
 
     # ------------------------------------------------------------------ the sampling loop
 
@@ -451,31 +468,23 @@ class ConstantCurrentIontophoresis(Procedure):
         self._state.samples += 1
         verdicts = monitor.check_staleness(t) + monitor.check(sample)
         trip = next((v for v in verdicts if v.level == Level.ABORT), None)
+        warnings = [v.message for v in verdicts if v.level == Level.WARN]
         if trip is not None:
-            self._switch_off_now()
-        for verdict in verdicts:
-            kind = "trip" if verdict.level == Level.ABORT else "warning"
-            if kind == "warning" or verdict is trip:
-                self._event(t, kind, verdict.message)
+            self._trip(t, Outcome.ABORTED, trip.rule, trip.message, row=(sample, plan),
+                       warnings=warnings)
+        for message in warnings:
+            self._event(t, EventKind.WARNING, message)
         self._emit_row(sample, plan)
-        if trip is not None:
-            self._finish("aborted", trip.rule, trip.message)
-            raise _Abort
         return sample
 
     def _check_interrupts(self, stoppable: bool) -> None:
         if self._estop.is_set():
-            t = self._t()
-            self._switch_off_now()
-            reason = f"{self._estop_reason}: output switched off at once"
-            self._event(t, "trip", reason)
-            self._emit_marker(self.live.phase, t)
-            self._finish("aborted", EMERGENCY_STOP, reason)
-            raise _Abort
+            self._trip(self._t(), Outcome.ABORTED, EMERGENCY_STOP,
+                       f"{self._estop_reason}: output switched off at once")
         if stoppable and (self._stop_request.is_set() or self.should_stop()):
             t = self._t()
-            self._event(t, "stop", "Stop requested by the operator: ramping down")
-            self._ramp_down(from_mA=self._last_setpoint or 0.0, outcome="stopped",
+            self._event(t, EventKind.STOP, "Stop requested by the operator: ramping down")
+            self._ramp_down(from_mA=self._last_setpoint or 0.0, outcome=Outcome.STOPPED,
                             reason="Stopped by the operator: ramped down, output off",
                             delay_first=False)
             raise _Abort
@@ -487,83 +496,50 @@ class ConstantCurrentIontophoresis(Procedure):
             self._source().set_current(setpoint_mA * 1e-3)
             self._last_setpoint = setpoint_mA
 
-    def _guarded_output_on(self) -> None:
-        source = self._source()
-        with source.io_lock:
-            if self._estop.is_set():
-                return
-            self._state.output_may_be_on = True
-            self._state.output_was_on = True
-            source.output_on()
+    def _trip(self, t: float, outcome: Outcome, rule: str | None, message: str, *,
+              phase: str | None = None, row: tuple[Sample, ProtocolPlan] | None = None,
+              warnings: list[str] | None = None) -> NoReturn:
+        """The one trip path: output off now, the trip event, its row, the outcome, leave.
 
-    def _switch_off_now(self) -> None:
-        """One write switches the output off, no ramp; then read back, retrying loudly."""
-        source = self.source
-        if source is None or not self._state.output_may_be_on:
-            return
-        try:
-            source.emergency_off()
-        except Exception:
-            log.exception("Output-off write failed; retrying")
-        self._confirm_off()
+        The event goes on the tripping sample's `row` when there is one, else on a marker row
+        at `t` in `phase` (default: the current phase). Warnings of the same tick follow it.
+        """
+        self.output.off_now()
+        self._event(t, EventKind.TRIP, message)
+        for warning in warnings or ():
+            self._event(t, EventKind.WARNING, warning)
+        if row is not None:
+            self._emit_row(*row)
+        else:
+            self._emit_marker(phase or self.live.phase, t)
+        self._finish(outcome, rule, message)
+        raise _Abort
 
-    def _confirm_off(self) -> bool:
-        source = self.source
-        if source is None:
-            return True
-        for attempt in range(1, OFF_CONFIRM_ATTEMPTS + 1):
-            try:
-                if not source.output_enabled():
-                    self._state.output_off_confirmed = True
-                    self._state.output_may_be_on = False
-                    return True
-            except Exception as exc:
-                log.error("Output-off read-back failed (attempt %d/%d): %s",
-                          attempt, OFF_CONFIRM_ATTEMPTS, exc)
-            try:
-                source.emergency_off()
-            except Exception as exc:
-                log.error("Output-off write failed (attempt %d/%d): %s; reopening the session",
-                          attempt, OFF_CONFIRM_ATTEMPTS, exc)
-                try:
-                    source.reopen()
-                    source.emergency_off()
-                except Exception as again:
-                    log.error("Reopening the session failed: %s", again)
-        log.critical("OUTPUT OFF NOT CONFIRMED: switch the SourceMeter off by hand "
-                     "(front-panel OUTPUT key) and disconnect the patient leads")
-        return False
-
-    def _fault(self, exc: BaseException) -> None:
+    def _fault(self, exc: BaseException) -> NoReturn:
         t = self._t()
         verdicts = self._require_monitor().no_reading(t, f"{type(exc).__name__}: {exc}")
         verdict = next((v for v in verdicts if v.level == Level.ABORT), None)
-        self._switch_off_now()
         message = verdict.message if verdict else f"Instrument fault: {exc}"
-        self._event(t, "trip", message)
-        self._emit_marker(self.live.phase, t)
-        self._finish("fault", "instrument-fault", message)
+        self._trip(t, Outcome.FAULT, INSTRUMENT_FAULT, message)
 
     # ------------------------------------------------------------------ bookkeeping
 
     def _shutdown(self) -> None:
         state = self._state
-        if state.output_may_be_on or (self.source is not None and state.outcome is None):
-            self._switch_off_now()
-        if self.source is not None and not state.output_off_confirmed:
-            self._confirm_off()
+        self.output.off_now()
         if state.outcome is None:
             if state.error is not None:
-                self._finish("fault", None, f"Internal error: {state.error}")
+                self._finish(Outcome.FAULT, None, f"Internal error: {state.error}")
             elif self.should_stop():
-                self._finish("aborted", EMERGENCY_STOP, "Run aborted before it finished; "
-                                                        "output switched off")
+                self._finish(Outcome.ABORTED, EMERGENCY_STOP, "Run aborted before it finished; "
+                                                              "output switched off")
             else:
-                self._finish("fault", None, "The run ended unexpectedly; output switched off")
+                self._finish(Outcome.FAULT, None,
+                             "The run ended unexpectedly; output switched off")
         if self.source is not None:
             try:
                 for error in self.source.drain_errors():
-                    self._event(self._t(), "instrument-error", error)
+                    self._event(self._t(), EventKind.INSTRUMENT_ERROR, error)
             except Exception as exc:
                 log.warning("Could not read the instrument's error queue: %s", exc)
         self.summary = self._make_summary()
@@ -575,8 +551,8 @@ class ConstantCurrentIontophoresis(Procedure):
                 self.source.close()
             except Exception as exc:
                 log.warning("Closing the instrument session failed: %s", exc)
-        status = {"completed": Procedure.FINISHED, "stopped": Procedure.FINISHED,
-                  "aborted": Procedure.ABORTED}.get(state.outcome or "", Procedure.FAILED)
+        status = {Outcome.COMPLETED: Procedure.FINISHED, Outcome.STOPPED: Procedure.FINISHED,
+                  Outcome.ABORTED: Procedure.ABORTED}.get(state.outcome, Procedure.FAILED)
         # Report only what the Worker will not: after an exception it has already sent FAILED,
         # and a second status message crashes PyMeasure's Manager.
         if status != Procedure.FINISHED and self.status == Procedure.RUNNING:
@@ -588,24 +564,26 @@ class ConstantCurrentIontophoresis(Procedure):
         log.info("Run ended: %s%s. %s", state.outcome,
                  f" ({state.rule})" if state.rule else "", state.reason)
 
-    def _finish(self, outcome: str, rule: str | None, reason: str) -> None:
+    def _finish(self, outcome: Outcome, rule: str | None, reason: str) -> None:
         if self._state.outcome is not None:
             return
         self._state.outcome, self._state.rule, self._state.reason = outcome, rule, reason
-        safety = "tripped" if outcome in ("aborted", "fault", "refused") else self.live.safety
+        safety = SafetyState.TRIPPED if outcome in TRIP_OUTCOMES else self.live.safety
         self._update_live(safety=safety, last_event=reason)
 
-    def _event(self, t: float, kind: str, message: str) -> None:
+    def _event(self, t: float, kind: EventKind, message: str) -> None:
         self._state.events.append(RunEvent(t, kind, message))
-        self._state.pending.append(message if kind == "info" else f"{kind.upper()}: {message}")
-        safety = {"trip": "tripped", "warning": "warning"}.get(kind, self.live.safety)
-        if self.live.safety == "tripped":
-            safety = "tripped"
+        self._state.pending.append(
+            message if kind == EventKind.INFO else f"{kind.upper()}: {message}")
+        safety = {EventKind.TRIP: SafetyState.TRIPPED,
+                  EventKind.WARNING: SafetyState.WARNING}.get(kind, self.live.safety)
+        if self.live.safety == SafetyState.TRIPPED:
+            safety = SafetyState.TRIPPED
         self._update_live(safety=safety, last_event=message)
 
     def _set_phase(self, phase: str, t: float) -> None:
         if phase != self.live.phase:
-            self._event(t, "phase", f"Phase: {phase}")
+            self._event(t, EventKind.PHASE, f"Phase: {phase}")
             self._update_live(phase=phase)
 
     def _emit_row(self, sample: Sample, plan: ProtocolPlan) -> None:
@@ -681,8 +659,8 @@ class ConstantCurrentIontophoresis(Procedure):
             "duration_s": round(end - start, 3) if start is not None else 0.0,
             "samples": state.samples,
             # True when read back as off, or when this run never switched the output on.
-            "output_off_confirmed": bool(state.output_off_confirmed or not state.output_was_on),
-            "output_was_on": state.output_was_on,
+            "output_off_confirmed": self.output.off_confirmed_or_never_on,
+            "output_was_on": self.output.was_on,
             "instrument": str(self.instrument_idn or ""),
             "simulated": simulated,
             "scenario": self.scenario if simulated else None,
@@ -701,7 +679,7 @@ class ConstantCurrentIontophoresis(Procedure):
     def _safety_config(self, plan: ProtocolPlan) -> SafetyConfig:
         """Thresholds for this run; on a scaled (demo) clock, real-time jitter is scaled too."""
         speed = self._clock().speed
-        stale_after = 3 * plan.sample_interval_s
+        stale_after = L.STALE_INTERVALS.value * plan.sample_interval_s
         if math.isfinite(speed) and speed > 1:
             stale_after += SCALED_CLOCK_JITTER_S * speed
         return SafetyConfig(target_mA=plan.target_mA, compliance_V=plan.compliance_V,

@@ -9,12 +9,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ionto_instruments.source import MAX_COMPLIANCE_V, MAX_CURRENT_A, MAX_DENSITY_MA_CM2
+from ionto_instruments import limits as L
+from ionto_instruments.limits import Range, ascii_unit
 
-#: Maximum dose per electrode (ActivaDose II; Dupel B.L.U.E.), mA*min.
-DOSE_CAP_MA_MIN = 80.0
+from .contracts import Phase
 
-PHASES = ("pre-flight", "contact-check", "ramp-up", "hold", "ramp-down", "off")
+#: Maximum dose per electrode, mA*min (`limits.MAX_DOSE`).
+DOSE_CAP_MA_MIN = L.MAX_DOSE.value
+
+PHASES: tuple[Phase, ...] = tuple(Phase)
 
 
 class InvalidParameter(ValueError):
@@ -24,6 +27,11 @@ class InvalidParameter(ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+
+def require_limit(field: str, value: float, limit: Range) -> float:
+    """Return `value` if within the table entry `limit`, else raise InvalidParameter."""
+    return require_range(field, value, limit.minimum, limit.maximum, ascii_unit(limit.unit))
 
 
 def require_range(field: str, value: float, low: float, high: float, unit: str) -> float:
@@ -45,15 +53,15 @@ class ProtocolPlan:
 
     target_mA: float
     polarity: int = 1
-    ramp_up_s: float = 30.0
-    total_min: float = 30.0
-    ramp_down_s: float = 30.0
+    ramp_up_s: float = L.RAMP.default
+    total_min: float = L.TREATMENT_TIME.default
+    ramp_down_s: float = L.RAMP.default
     dose_target_mA_min: float | None = None
-    electrode_area_cm2: float = 10.0
-    max_density_mA_cm2: float = 0.5
-    compliance_V: float = 40.0
-    sample_interval_s: float = 0.2
-    dose_cap_mA_min: float = DOSE_CAP_MA_MIN
+    electrode_area_cm2: float = L.ELECTRODE_AREA.default
+    max_density_mA_cm2: float = L.MAX_DENSITY_SETTING.default
+    compliance_V: float = L.COMPLIANCE_VOLTAGE.default
+    sample_interval_s: float = L.SAMPLE_INTERVAL.default
+    dose_cap_mA_min: float = L.DOSE_CAP.default
 
     # -- derived quantities ---------------------------------------------------------------
 
@@ -122,32 +130,31 @@ class ProtocolPlan:
             return self.setpoint_mA
         return self.ramp_down_setpoint(self.setpoint_mA, t - ramp_down_start)
 
-    def phase(self, t: float) -> str:
+    def phase(self, t: float) -> Phase:
         """Phase of the time-controlled profile at treatment time t."""
         if t < 0:
-            return "contact-check"
+            return Phase.CONTACT_CHECK
         if t < self.ramp_up_s:
-            return "ramp-up"
+            return Phase.RAMP_UP
         if t < self.total_s - self.ramp_down_s:
-            return "hold"
+            return Phase.HOLD
         if t < self.total_s:
-            return "ramp-down"
-        return "off"
+            return Phase.RAMP_DOWN
+        return Phase.OFF
 
     # -- pre-flight -----------------------------------------------------------------------
 
     def validate(self) -> None:
         """Raise InvalidParameter (field + allowed range) unless the plan is safe and consistent."""
-        require_range("target current", self.target_mA, 0.05, MAX_CURRENT_A * 1e3, "mA")
-        require_range("ramp-up", self.ramp_up_s, 0.0, 600.0, "s")
-        require_range("ramp-down", self.ramp_down_s, 0.0, 600.0, "s")
-        require_range("treatment time", self.total_min, 0.5, 60.0, "min")
-        require_range("electrode area", self.electrode_area_cm2, 0.5, 500.0, "cm^2")
-        require_range("maximum current density", self.max_density_mA_cm2, 0.01,
-                      MAX_DENSITY_MA_CM2, "mA/cm^2")
-        require_range("compliance voltage", self.compliance_V, 1.0, MAX_COMPLIANCE_V, "V")
-        require_range("sample interval", self.sample_interval_s, 0.05, 2.0, "s")
-        require_range("dose cap", self.dose_cap_mA_min, 0.1, DOSE_CAP_MA_MIN, "mA*min")
+        require_limit("target current", self.target_mA, L.TARGET_CURRENT)
+        require_limit("ramp-up", self.ramp_up_s, L.RAMP)
+        require_limit("ramp-down", self.ramp_down_s, L.RAMP)
+        require_limit("treatment time", self.total_min, L.TREATMENT_TIME)
+        require_limit("electrode area", self.electrode_area_cm2, L.ELECTRODE_AREA)
+        require_limit("maximum current density", self.max_density_mA_cm2, L.MAX_DENSITY_SETTING)
+        require_limit("compliance voltage", self.compliance_V, L.COMPLIANCE_VOLTAGE)
+        require_limit("sample interval", self.sample_interval_s, L.SAMPLE_INTERVAL)
+        require_limit("dose cap", self.dose_cap_mA_min, L.DOSE_CAP)
         if self.polarity not in (1, -1):
             raise InvalidParameter("polarity", f"must be +1 or -1, got {self.polarity!r}")
         if self.ramp_up_s + self.ramp_down_s > self.total_s:
@@ -162,7 +169,8 @@ class ProtocolPlan:
                 "target current",
                 f"{self.target_mA:g} mA on {self.electrode_area_cm2:g} cm^2 is "
                 f"{density:.3g} mA/cm^2, above the maximum current density "
-                f"{self.max_density_mA_cm2:g} mA/cm^2; allowed range [0.05, {allowed:.3g}] mA "
+                f"{self.max_density_mA_cm2:g} mA/cm^2; allowed range "
+                f"[{L.TARGET_CURRENT.minimum:g}, {allowed:.3g}] mA "
                 f"for this electrode")
         if self.dose_target_mA_min is not None:
             require_range("dose target", self.dose_target_mA_min, self.ramp_dose_mA_min + 0.01,

@@ -25,6 +25,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter
 
+from ionto_instruments import limits as L
+
 from .plan import DOSE_CAP_MA_MIN, PHASES, ProtocolPlan
 from .results import DATA_COLUMNS, load_summary, summary_path
 
@@ -61,7 +63,7 @@ EVENT_LABELS = {"trip": "trip (abort)", "warning": "warning", "stop": "operator 
                 "error": "instrument error"}
 
 #: Fraction of the compliance voltage at which the near-compliance warning fires.
-NEAR_COMPLIANCE_FRACTION = 0.80
+NEAR_COMPLIANCE_FRACTION = L.NEAR_COMPLIANCE_WARN_FRACTION.value
 
 #: Characters per line of the reason (left) and of the values (right) in the summary box.
 REASON_WIDTH = 72

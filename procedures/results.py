@@ -18,6 +18,8 @@ from typing import Any
 from pymeasure.experiment import Procedure, Results
 from pymeasure.experiment.results import CSVFormatter, unique_filename
 
+from .contracts import Outcome
+
 #: The results file's columns: a contract (the README and the issues fix them).
 DATA_COLUMNS = [
     "Time (s)",
@@ -33,7 +35,7 @@ DATA_COLUMNS = [
 ]
 
 #: The outcomes a summary may report.
-OUTCOMES = ("completed", "aborted", "refused", "fault", "stopped")
+OUTCOMES: tuple[str, ...] = tuple(Outcome)
 
 FSYNC_INTERVAL_S = 1.0
 

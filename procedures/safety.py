@@ -22,15 +22,16 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ionto_instruments.source import MAX_COMPLIANCE_V, MAX_CURRENT_A, MAX_DENSITY_MA_CM2
+from ionto_instruments import limits as L
+from ionto_instruments.procedures.contracts import INSTRUMENT_FAULT, Phase
 
 if TYPE_CHECKING:
     from ionto_instruments.source import Reading
 
 #: The phases of a run, in order. Only overcurrent (plus instrument-fault and stale-data,
 #: which do not look at a sample) applies during "contact-check": it has its own evaluation.
-PHASES: tuple[str, ...] = ("contact-check", "ramp-up", "hold", "ramp-down")
-RUN_PHASES: frozenset[str] = frozenset({"ramp-up", "hold", "ramp-down"})
+PHASES: tuple[str, ...] = (Phase.CONTACT_CHECK, Phase.RAMP_UP, Phase.HOLD, Phase.RAMP_DOWN)
+RUN_PHASES: frozenset[str] = frozenset({Phase.RAMP_UP, Phase.HOLD, Phase.RAMP_DOWN})
 ALL_PHASES: frozenset[str] = frozenset(PHASES)
 
 #: Below this |current| (mA) V/I is meaningless: `Sample.impedance_kohm` is NaN.
@@ -40,8 +41,8 @@ MIN_DIVISOR_MA = 1e-6
 #: (2.2 - 1.2 = 1.0000000000000002) does not count as longer than N intervals.
 TIME_EPSILON_S = 1e-9
 
-#: Largest dose per electrode (facts.md: ActivaDose II, Dupel B.L.U.E.); the cap may be lower.
-MAX_DOSE_CAP_MA_MIN = 80.0
+#: Largest dose per electrode (`limits.MAX_DOSE`); a run's cap may be lower.
+MAX_DOSE_CAP_MA_MIN = L.MAX_DOSE.value
 
 #: The stable rule names in priority order (ABORT rules, the pre-run contact check, then the
 #: warning). They appear in results files, summaries and exit codes: do not rename them.
@@ -59,6 +60,38 @@ RULE_NAMES: tuple[str, ...] = (
     "contact-check",
     "near-compliance",
 )
+
+#: What each rule trips on, for the README's rule table; `{NAME}` is a `limits` entry's value.
+RULE_DOCS: dict[str, str] = {
+    "instrument-fault": "I/O error, timeout ({INSTRUMENT_TIMEOUT} VISA timeout), unparsable "
+                        "reply, disconnect, NaN reading",
+    "stale-data": "no valid reading for > {STALE_INTERVALS}",
+    "overcurrent": "\\|I\\| > \\|target\\| + max({OVERCURRENT_FRACTION}, {OVERCURRENT_MARGIN}), "
+                   "or > {MAX_CURRENT} (+{MEASUREMENT_TOLERANCE} tolerance): immediately",
+    "current-density": "measured \\|I\\|/area > limit (+{MEASUREMENT_TOLERANCE} measurement "
+                       "tolerance): immediately",
+    "impedance-high": "contact lost or lifting: \\|V/I\\| > {IMPEDANCE_HIGH}, \\|I\\| < "
+                      "{CURRENT_COLLAPSE_FRACTION} of setpoint, or a sudden rise to "
+                      "{IMPEDANCE_RISE_FACTOR} the minimum of the last {IMPEDANCE_RISE_WINDOW}",
+    "compliance": "the instrument's compliance flag, or \\|V\\| ≥ {COMPLIANCE_TRIP_FRACTION} of "
+                  "compliance: current no longer regulated",
+    "impedance-low": "\\|V/I\\| < {IMPEDANCE_LOW} (a short)",
+    "impedance-drop": "impedance < {IMPEDANCE_DROP_FRACTION} of its maximum over the last "
+                      "{IMPEDANCE_DROP_WINDOW} (skin decays over minutes: a hot spot)",
+    "regulation": "\\|I − Iset\\| > max({REGULATION_FRACTION}, {REGULATION_FLOOR}) for > "
+                  "{REGULATION_DURATION}",
+    "dose-cap": "dose > the run's cap (at most {MAX_DOSE})",
+    "contact-check": "before the ramp ({CONTACT_CHECK_DURATION} at {CONTACT_CHECK_CURRENT}): "
+                     "impedance outside {CONTACT_MIN}–{CONTACT_MAX}, open circuit, or predicted "
+                     "V at target > {CONTACT_VOLTAGE_FRACTION} of compliance",
+    "near-compliance": "\\|V\\| > {NEAR_COMPLIANCE_WARN_FRACTION} of compliance; recorded as an "
+                       "event, re-armed below {NEAR_COMPLIANCE_REARM_FRACTION}",
+}
+
+
+def describe_rule(name: str) -> str:
+    """The README sentence of a built-in rule, with the values from the limits table."""
+    return RULE_DOCS[name].format(**{k: e.text() for k, e in L.BY_NAME.items()})
 
 
 def _num(value: float) -> str:
@@ -144,63 +177,64 @@ class Verdict:
 
 @dataclass(frozen=True)
 class SafetyConfig:
-    """Every threshold of the safety rules, with defaults that never trip on normal skin.
+    """Every threshold of the safety rules; the defaults come from `ionto_instruments.limits`.
 
-    Units: mA, V, kΩ, s; fractions 0..1. `stale_after_s=None` means 3 sample intervals.
+    Units: mA, V, kΩ, s; fractions 0..1. `stale_after_s=None` means `limits.STALE_INTERVALS`
+    sample intervals.
     """
 
     target_mA: float
     compliance_V: float
-    electrode_area_cm2: float = 10.0
-    max_density_mA_cm2: float = 0.5
-    sample_interval_s: float = 0.2
-    dose_cap_mA_min: float = 80.0
+    electrode_area_cm2: float = L.ELECTRODE_AREA.default
+    max_density_mA_cm2: float = L.MAX_DENSITY_SETTING.default
+    sample_interval_s: float = L.SAMPLE_INTERVAL.default
+    dose_cap_mA_min: float = L.DOSE_CAP.default
     # overcurrent: |I| > |target| + max(fraction x |target|, margin), or > ceiling x (1 + tol)
-    max_current_mA: float = MAX_CURRENT_A * 1e3
-    overcurrent_fraction: float = 0.10
-    overcurrent_margin_mA: float = 0.1
-    # measurement tolerance on the density limit and the 4 mA ceiling (noise at the limit)
-    measurement_tolerance: float = 0.02
+    max_current_mA: float = L.MAX_CURRENT.value
+    overcurrent_fraction: float = L.OVERCURRENT_FRACTION.value
+    overcurrent_margin_mA: float = L.OVERCURRENT_MARGIN.value
+    # measurement tolerance on the density limit and the current ceiling (noise at the limit)
+    measurement_tolerance: float = L.MEASUREMENT_TOLERANCE.value
     # compliance: instrument flag, or |V| >= fraction x compliance voltage
-    compliance_fraction: float = 0.95
+    compliance_fraction: float = L.COMPLIANCE_TRIP_FRACTION.value
     # regulation: |I - Iset| > max(fraction x |Iset|, floor) for longer than duration
-    regulation_fraction: float = 0.05
-    regulation_floor_mA: float = 0.02
-    regulation_duration_s: float = 1.0
+    regulation_fraction: float = L.REGULATION_FRACTION.value
+    regulation_floor_mA: float = L.REGULATION_FLOOR.value
+    regulation_duration_s: float = L.REGULATION_DURATION.value
     # impedance rules judge V/I only at or above this current (ramp-start noise, offsets)
-    impedance_min_current_mA: float = 0.1
-    impedance_drop_fraction: float = 0.60
-    impedance_drop_window_s: float = 2.0
-    impedance_low_kohm: float = 0.5
-    impedance_high_kohm: float = 100.0
-    current_collapse_fraction: float = 0.10
-    impedance_rise_factor: float = 2.0
-    impedance_rise_window_s: float = 2.0
-    # stale data: no valid reading for longer than this (None: 3 sample intervals)
+    impedance_min_current_mA: float = L.IMPEDANCE_MIN_CURRENT.value
+    impedance_drop_fraction: float = L.IMPEDANCE_DROP_FRACTION.value
+    impedance_drop_window_s: float = L.IMPEDANCE_DROP_WINDOW.value
+    impedance_low_kohm: float = L.IMPEDANCE_LOW.value
+    impedance_high_kohm: float = L.IMPEDANCE_HIGH.value
+    current_collapse_fraction: float = L.CURRENT_COLLAPSE_FRACTION.value
+    impedance_rise_factor: float = L.IMPEDANCE_RISE_FACTOR.value
+    impedance_rise_window_s: float = L.IMPEDANCE_RISE_WINDOW.value
+    # stale data: no valid reading for longer than this (None: STALE_INTERVALS intervals)
     stale_after_s: float | None = None
     # near-compliance warning with hysteresis
-    voltage_warn_fraction: float = 0.80
-    voltage_rearm_fraction: float = 0.75
+    voltage_warn_fraction: float = L.NEAR_COMPLIANCE_WARN_FRACTION.value
+    voltage_rearm_fraction: float = L.NEAR_COMPLIANCE_REARM_FRACTION.value
     # pre-run contact check
-    contact_min_kohm: float = 0.5
-    contact_max_kohm: float = 100.0
-    contact_voltage_fraction: float = 0.80
+    contact_min_kohm: float = L.CONTACT_MIN.value
+    contact_max_kohm: float = L.CONTACT_MAX.value
+    contact_voltage_fraction: float = L.CONTACT_VOLTAGE_FRACTION.value
     # how much recent history the monitor keeps (bounded)
-    history_s: float = 10.0
+    history_s: float = L.HISTORY.value
 
     def __post_init__(self) -> None:
         target = abs(self.target_mA)
-        _require(0 < self.max_current_mA <= MAX_CURRENT_A * 1e3,
-                 f"max_current_mA must be in (0, {_num(MAX_CURRENT_A * 1e3)}] mA")
+        _require(0 < self.max_current_mA <= L.MAX_CURRENT.value,
+                 f"max_current_mA must be in (0, {_num(L.MAX_CURRENT.value)}] mA")
         _require(0 < target <= self.max_current_mA,
                  f"target current {_num(self.target_mA)} mA must be non-zero and at most "
                  f"{_num(self.max_current_mA)} mA")
-        _require(0 < self.compliance_V <= MAX_COMPLIANCE_V,
+        _require(0 < self.compliance_V <= L.MAX_COMPLIANCE.value,
                  f"compliance voltage {_num(self.compliance_V)} V must be in "
-                 f"(0, {_num(MAX_COMPLIANCE_V)}] V")
+                 f"(0, {_num(L.MAX_COMPLIANCE.value)}] V")
         _require(self.electrode_area_cm2 > 0, "electrode area must be positive")
-        _require(0 < self.max_density_mA_cm2 <= MAX_DENSITY_MA_CM2,
-                 f"maximum current density must be in (0, {_num(MAX_DENSITY_MA_CM2)}] mA/cm²")
+        _require(0 < self.max_density_mA_cm2 <= L.MAX_DENSITY.value,
+                 f"maximum current density must be in (0, {_num(L.MAX_DENSITY.value)}] mA/cm²")
         density = target / self.electrode_area_cm2
         _require(density <= self.max_density_mA_cm2 * (1 + 1e-9),
                  f"target {_num(target)} mA over {_num(self.electrode_area_cm2)} cm² is "
@@ -231,9 +265,9 @@ class SafetyConfig:
 
     @property
     def stale_limit_s(self) -> float:
-        """Seconds without a valid reading before stale-data trips (default 3 intervals)."""
+        """Seconds without a valid reading before stale-data trips (default STALE_INTERVALS)."""
         if self.stale_after_s is None:
-            return 3.0 * self.sample_interval_s
+            return L.STALE_INTERVALS.value * self.sample_interval_s
         return self.stale_after_s
 
 
@@ -324,8 +358,10 @@ class OvercurrentRule(Rule):
     name = "overcurrent"
     phases = ALL_PHASES
 
-    def __init__(self, target_mA: float, fraction: float = 0.10, margin_mA: float = 0.1,
-                 ceiling_mA: float = 4.0, tolerance: float = 0.02) -> None:
+    def __init__(self, target_mA: float, fraction: float = L.OVERCURRENT_FRACTION.value,
+                 margin_mA: float = L.OVERCURRENT_MARGIN.value,
+                 ceiling_mA: float = L.MAX_CURRENT.value,
+                 tolerance: float = L.MEASUREMENT_TOLERANCE.value) -> None:
         self.target_mA = abs(target_mA)
         self.limit_mA = self.target_mA + max(fraction * self.target_mA, margin_mA)
         self.ceiling_mA = ceiling_mA
@@ -354,7 +390,7 @@ class CurrentDensityRule(Rule):
     name = "current-density"
 
     def __init__(self, area_cm2: float, max_density_mA_cm2: float,
-                 tolerance: float = 0.02) -> None:
+                 tolerance: float = L.MEASUREMENT_TOLERANCE.value) -> None:
         self.area_cm2 = area_cm2
         self.max_density_mA_cm2 = max_density_mA_cm2
         self.limit_mA_cm2 = max_density_mA_cm2 * (1 + tolerance)
@@ -372,10 +408,10 @@ class CurrentDensityRule(Rule):
 
 
 class ImpedanceHighRule(Rule):
-    """Contact lost or lifting: |V/I| above a ceiling, |I| below 10 % of |Iset|, or a sudden rise.
+    """Contact lost or lifting: |V/I| above a ceiling, |I| collapsed under |Iset|, or a sudden rise.
 
-    A rise to 2x the minimum of the last 2 s is never skin (it only falls under DC; drying
-    takes minutes): an electrode lifting, leaving the current to a shrinking contact area.
+    A rise to IMPEDANCE_RISE_FACTOR x the window's minimum is never skin (it only falls under
+    DC; drying takes minutes): an electrode lifting, leaving the current to a shrinking area.
     Ranked before compliance, which an open circuit also reaches, so the cause is named.
     """
 
@@ -383,9 +419,11 @@ class ImpedanceHighRule(Rule):
     _advice = ("Check that the patch is attached, the gel is moist, and the leads are "
                "connected.")
 
-    def __init__(self, max_kohm: float = 100.0, collapse_fraction: float = 0.10,
-                 min_setpoint_mA: float = 0.1, rise_factor: float = 2.0,
-                 rise_window_s: float = 2.0) -> None:
+    def __init__(self, max_kohm: float = L.IMPEDANCE_HIGH.value,
+                 collapse_fraction: float = L.CURRENT_COLLAPSE_FRACTION.value,
+                 min_setpoint_mA: float = L.IMPEDANCE_MIN_CURRENT.value,
+                 rise_factor: float = L.IMPEDANCE_RISE_FACTOR.value,
+                 rise_window_s: float = L.IMPEDANCE_RISE_WINDOW.value) -> None:
         self.max_kohm = max_kohm
         self.collapse_fraction = collapse_fraction
         self.min_setpoint_mA = min_setpoint_mA
@@ -425,11 +463,12 @@ class ImpedanceHighRule(Rule):
 
 
 class ComplianceRule(Rule):
-    """The instrument's compliance flag, or |V| at 95 % of compliance: current not regulated."""
+    """The instrument's compliance flag, or |V| at COMPLIANCE_TRIP_FRACTION: current unregulated."""
 
     name = "compliance"
 
-    def __init__(self, compliance_V: float, fraction: float = 0.95) -> None:
+    def __init__(self, compliance_V: float,
+                 fraction: float = L.COMPLIANCE_TRIP_FRACTION.value) -> None:
         self.compliance_V = compliance_V
         self.fraction = fraction
         self.limit_V = fraction * compliance_V
@@ -452,11 +491,12 @@ class ComplianceRule(Rule):
 
 
 class ImpedanceLowRule(Rule):
-    """|V/I| below a floor: a short between the electrodes. Judged when |I| >= 0.1 mA."""
+    """|V/I| below a floor: a short. Judged when |I| >= IMPEDANCE_MIN_CURRENT."""
 
     name = "impedance-low"
 
-    def __init__(self, min_kohm: float = 0.5, min_current_mA: float = 0.1) -> None:
+    def __init__(self, min_kohm: float = L.IMPEDANCE_LOW.value,
+                 min_current_mA: float = L.IMPEDANCE_MIN_CURRENT.value) -> None:
         self.min_kohm = min_kohm
         self.min_current_mA = min_current_mA
 
@@ -474,15 +514,17 @@ class ImpedanceLowRule(Rule):
 
 
 class ImpedanceDropRule(Rule):
-    """Impedance under 60 % of its maximum of the last 2 s: current crowding into a hot spot.
+    """Impedance under IMPEDANCE_DROP_FRACTION of its recent maximum: a hot spot.
 
-    Skin under DC decays over minutes, not seconds; only run samples with |I| >= 0.1 mA count.
+    Skin under DC decays over minutes, not seconds; only run samples with
+    |I| >= IMPEDANCE_MIN_CURRENT count.
     """
 
     name = "impedance-drop"
 
-    def __init__(self, fraction: float = 0.60, window_s: float = 2.0,
-                 min_current_mA: float = 0.1) -> None:
+    def __init__(self, fraction: float = L.IMPEDANCE_DROP_FRACTION.value,
+                 window_s: float = L.IMPEDANCE_DROP_WINDOW.value,
+                 min_current_mA: float = L.IMPEDANCE_MIN_CURRENT.value) -> None:
         self.fraction = fraction
         self.window_s = window_s
         self.min_current_mA = min_current_mA
@@ -510,15 +552,16 @@ class ImpedanceDropRule(Rule):
 
 
 class RegulationRule(Rule):
-    """|I − Iset| beyond max(5 % of |Iset|, 0.02 mA) continuously for longer than 1 s.
+    """|I − Iset| outside the REGULATION band for longer than REGULATION_DURATION.
 
     A reading matching the previous tick's setpoint also passes (a reading just before a step).
     """
 
     name = "regulation"
 
-    def __init__(self, fraction: float = 0.05, floor_mA: float = 0.02,
-                 duration_s: float = 1.0) -> None:
+    def __init__(self, fraction: float = L.REGULATION_FRACTION.value,
+                 floor_mA: float = L.REGULATION_FLOOR.value,
+                 duration_s: float = L.REGULATION_DURATION.value) -> None:
         self.fraction = fraction
         self.floor_mA = floor_mA
         self.duration_s = duration_s
@@ -559,7 +602,7 @@ class DoseCapRule(Rule):
 
     name = "dose-cap"
 
-    def __init__(self, cap_mA_min: float = 80.0) -> None:
+    def __init__(self, cap_mA_min: float = L.DOSE_CAP.default) -> None:
         self.cap_mA_min = cap_mA_min
 
     def check(self, sample: Sample, history: History) -> Verdict | None:
@@ -572,13 +615,14 @@ class DoseCapRule(Rule):
 
 
 class NearComplianceWarning(Rule):
-    """WARN once when |V| reaches 80 % of compliance; re-arm when it falls below 75 %."""
+    """WARN once when |V| reaches the warn fraction of compliance; re-arm below the re-arm one."""
 
     name = "near-compliance"
     level = Level.WARN
 
-    def __init__(self, compliance_V: float, warn_fraction: float = 0.80,
-                 rearm_fraction: float = 0.75) -> None:
+    def __init__(self, compliance_V: float,
+                 warn_fraction: float = L.NEAR_COMPLIANCE_WARN_FRACTION.value,
+                 rearm_fraction: float = L.NEAR_COMPLIANCE_REARM_FRACTION.value) -> None:
         self.compliance_V = compliance_V
         self.warn_fraction = warn_fraction
         self.rearm_fraction = rearm_fraction
@@ -699,7 +743,7 @@ class SafetyMonitor:
         if self._t_last_valid is None:
             self._t_last_valid = t
         reason = _one_line(why).rstrip(".") or "no reason given"
-        return [Verdict(Level.ABORT, "instrument-fault", (
+        return [Verdict(Level.ABORT, INSTRUMENT_FAULT, (
             f"Instrument fault: no valid reading ({reason}). Check the cable and connection, "
             f"that the instrument is switched on, and its front-panel error messages."), t)]
 
@@ -729,7 +773,8 @@ def evaluate_contact_check(impedance_ohm: float, compliance: bool, config: Safet
                            *, t: float = 0.0) -> Verdict | None:
     """Judge the pre-ramp contact measurement; return a contact-check ABORT to refuse, or None.
 
-    Refuses an open circuit, an implausible impedance, or > 80 % of compliance at the target.
+    Refuses an open circuit, an implausible impedance, or more than CONTACT_VOLTAGE_FRACTION of
+    compliance at the target.
     """
     low = config.contact_min_kohm * 1e3 if min_ohm is None else min_ohm
     high = config.contact_max_kohm * 1e3 if max_ohm is None else max_ohm
@@ -787,6 +832,8 @@ __all__ = [
     "SafetyMonitor",
     "Sample",
     "Verdict",
+    "RULE_DOCS",
     "default_rules",
+    "describe_rule",
     "evaluate_contact_check",
 ]

@@ -55,3 +55,9 @@ def run_protocol_on_sim(tmp_path):
 def _quiet_pymeasure_logs():
     logging.getLogger("pymeasure").setLevel(logging.WARNING)
     yield
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _records_in_a_temporary_database(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The front panel opens the course record: never the user's own during tests."""
+    os.environ["IONTO_DB"] = f"sqlite:///{tmp_path_factory.mktemp('records') / 'r.sqlite3'}"

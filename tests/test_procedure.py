@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 
@@ -15,6 +16,11 @@ from ionto_instruments.procedures.iontophoresis import ConstantCurrentIontophore
 from ionto_instruments.procedures.plan import InvalidParameter
 from ionto_instruments.procedures.results import DATA_COLUMNS, IontoResults, load_summary
 from ionto_instruments.procedures.runner import make_procedure, run_protocol
+
+#: The simulator's command log: a source-current setting, and an output-off (any spelling).
+SET_CURRENT = re.compile(r"^:?SOUR(?:CE)?:CURR(?:ENT)?(?::LEV(?:EL)?(?::IMM(?:EDIATE)?)?"
+                         r"(?::AMPL(?:ITUDE)?)?)? +(\S+)$", re.IGNORECASE)
+OUTPUT_OFF = re.compile(r"^:?OUTP(?:UT)?(?::STAT(?:E)?)? +(?:0|OFF)$", re.IGNORECASE)
 
 SUMMARY_FIELDS = {"outcome", "rule", "reason", "planned_dose_mA_min", "delivered_dose_mA_min",
                   "duration_s", "samples", "output_off_confirmed", "instrument", "simulated",
@@ -189,6 +195,17 @@ def test_emergency_stop_from_another_thread_switches_off_at_once(tmp_path):
     assert off_at - (hit["t"] - sim.model.epoch) <= 0.2 * 2 + 0.05 * 600
     rows = pd.read_csv(summary["results_file"], comment="#")
     assert rows["Event"].dropna().str.contains("Emergency stop").any()
+    # No ramp of any length: after the press, no setpoint is written before the first off,
+    # and the current sourced up to that off is still the full hold current.
+    pressed = hit["t"] - sim.model.epoch
+    commands = list(sim.model.commands)
+    first_off = next(i for i, c in enumerate(commands)
+                     if c.run_time >= pressed and OUTPUT_OFF.match(c.text))
+    setpoints = [(c.run_time, float(m.group(1))) for c in commands[:first_off]
+                 if (m := SET_CURRENT.match(c.text))]
+    assert not [t for t, _ in setpoints if t >= pressed], "a setpoint was written after the press"
+    assert setpoints[-1][1] == pytest.approx(2.0e-3), "the output was not at the hold current"
+    assert commands[first_off].run_time == pytest.approx(off_at, abs=1.0)
 
 
 class Boom(RuntimeError):

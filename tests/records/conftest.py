@@ -1,0 +1,96 @@
+"""Fixtures of the record's tests: a SQLite file per test, and a fresh database per test on a
+real PostgreSQL server (the one .ci/run started, else a throwaway one started here).
+
+Without PostgreSQL binaries and without IONTO_TEST_POSTGRES_URL the PostgreSQL tests skip,
+except in CI (CI=true), where they fail: CI must test PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from . import pgserver
+
+_counter = itertools.count(1)
+
+
+class FakeNow:
+    """A settable 'now' for the course rules (days pass at once)."""
+
+    def __init__(self) -> None:
+        self.value = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.value
+
+    def advance(self, days: float = 0, hours: float = 0) -> None:
+        self.value += timedelta(days=days, hours=hours)
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> Iterator[str]:
+    """The URL of a PostgreSQL server's maintenance database."""
+    url = os.environ.get(pgserver.URL_VAR)
+    if url:
+        yield url
+        return
+    if pgserver.find_bindir() is None:
+        message = (f"PostgreSQL is not available: set {pgserver.URL_VAR} or install the "
+                   f"PostgreSQL server binaries (initdb, pg_ctl)")
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI must test the record on PostgreSQL: {message}")
+        pytest.skip(message)
+    url, root = pgserver.start()
+    try:
+        yield url
+    finally:
+        pgserver.stop(root)
+
+
+@pytest.fixture
+def pg_url(pg_admin_url: str) -> Iterator[str]:
+    """A fresh, empty database on the PostgreSQL server, dropped afterwards."""
+    import psycopg
+    from psycopg import sql
+
+    name = f"ionto_test_{os.getpid()}_{next(_counter)}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    base, _, query = pg_admin_url.partition("?")
+    url = base.rsplit("/", 1)[0] + f"/{name}" + (f"?{query}" if query else "")
+    yield url
+    with psycopg.connect(pg_admin_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+                      .format(sql.Identifier(name)))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path) -> str:
+    """Each test that takes it runs once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'records.sqlite3'}"
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def now() -> FakeNow:
+    return FakeNow()
+
+
+@pytest.fixture
+def store(db_url: str, now: FakeNow):
+    from ionto_instruments.procedures.records import Store
+
+    with Store(db_url, now=now) as opened:
+        yield opened
+
+
+@pytest.fixture(autouse=True)
+def _no_user_records(monkeypatch, tmp_path) -> None:
+    """Never touch the user's real record: the default database lives in tmp_path."""
+    monkeypatch.setenv("IONTO_DB", f"sqlite:///{tmp_path / 'default.sqlite3'}")

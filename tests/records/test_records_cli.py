@@ -1,0 +1,202 @@
+"""The record's command line through `ionto` itself: verbs, --json, exit codes, and
+`ionto run --course` recording real simulator runs (refused ones too)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ionto_instruments.procedures.cli import main
+from ionto_instruments.procedures.records import Store
+from ionto_instruments.procedures.records.audit import file_sha256
+
+
+def ionto(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def ionto_json(capsys, *argv: str) -> tuple[int, dict]:
+    code, out, _ = ionto(capsys, *argv, "--json")
+    return code, json.loads(out)
+
+
+@pytest.fixture
+def db(db_url: str) -> list[str]:
+    return ["--db", db_url]
+
+
+@pytest.fixture
+def course(capsys, db) -> str:
+    assert ionto(capsys, "subject", "add", "S001", *db)[0] == 0
+    code, data = ionto_json(capsys, "course", "start", "S001", "--drug", "bupivacaine",
+                            "--set", "current_mA=1.0", "--set", "duration_min=2", *db)
+    assert code == 0
+    return str(data["course"])
+
+
+RUN = ("--fast", "--screening-confirmed", "--operator", "nurse-a")
+
+
+def test_subject_and_course_verbs_with_json(capsys, db, course) -> None:
+    code, subjects = ionto_json(capsys, "subject", "list", *db)
+    assert code == 0 and subjects[0]["subject"] == "S001" and subjects[0]["courses"] == 1
+    code, shown = ionto_json(capsys, "subject", "show", "S001", *db)
+    assert shown["courses"][0]["settings"] == {"current_mA": 1.0, "duration_min": 2.0}
+    code, courses = ionto_json(capsys, "course", "list", "--subject", "S001", *db)
+    assert [c["course"] for c in courses] == [int(course)]
+    code, view = ionto_json(capsys, "course", "show", course, *db)
+    assert view["next_session"]["allowed"] and view["next_session"]["no_drive"]
+    assert "MUST NOT DRIVE HOME" in view["next_session"]["no_drive_text"]
+    code, out, _ = ionto(capsys, "course", "show", course, *db)
+    assert "MUST NOT DRIVE HOME (first treatment)" in out and "Next: session 1 may start" in out
+
+
+@pytest.mark.parametrize("argv, field, words", [
+    (("subject", "show", "S404"), "subject", "unknown subject 'S404'"),
+    (("course", "show", "404"), "course", "unknown course 404"),
+    (("course", "start", "S001", "--drug", "aspirin"), "drug", "unknown drug"),
+    (("course", "start", "S001", "--drug", "ketamine", "--trial-count", "10"), "trial-count",
+     "range 4-8"),
+    (("course", "start", "S001", "--drug", "ketamine", "--start", "2999-01-01"), "start",
+     "in the future"),
+    (("course", "review", "1", "--decision", "maybe"), "decision", "not one of continue"),
+    (("session", "observe", "1", "--phase", "after", "--nrs", "11"), "nrs", "range 0-10"),
+    (("session", "observe", "1", "--phase", "after", "--fatigue", "bad"), "fatigue",
+     "unknown grade 'bad'"),
+    (("session", "observe", "1", "--phase", "after", "--date", "2999-01-01"), "date",
+     "in the future"),
+    (("session", "observe", "1", "--session", "9", "--phase", "after"), "session",
+     "no session 9"),
+])
+def test_bad_values_exit_2_naming_the_field(capsys, db, course, argv, field, words) -> None:
+    ionto(capsys, "run", "--course", course, *RUN, *db)
+    code, out, err = ionto(capsys, *argv, *db, "--json")
+    assert code == 2, err
+    assert json.loads(out)["field"] == field
+    assert words in err
+
+
+def test_run_course_records_the_session_with_file_hashes(capsys, db, course, tmp_path) -> None:
+    out_dir = tmp_path / "runs"
+    code, out, err = ionto(capsys, "run", "--course", course, *RUN, "--output", str(out_dir),
+                           *db)
+    assert code == 0, err
+    assert "MUST NOT DRIVE HOME (first treatment)" in out
+    assert "Recorded as session 1 of course" in out
+    code, view = ionto_json(capsys, "course", "show", course, *db)
+    session = view["sessions"][0]
+    assert session["outcome"] == "completed" and session["operator"] == "nurse-a"
+    assert session["drug"] == "bupivacaine" and session["no_drive"]
+    assert session["screening"]["answers"]["pacemaker"] is False
+    csv = Path(session["results_csv"])
+    assert csv.parent == out_dir and session["results_csv_sha256"] == file_sha256(csv)
+    summary = json.loads(Path(session["summary_json"]).read_text())
+    assert summary["subject_id"] == "S001" and summary["subject_kind"] == "human"
+    assert session["delivered_dose_mA_min"] == pytest.approx(summary["delivered_dose_mA_min"])
+    assert ionto(capsys, "audit", "verify", *db)[0] == 0
+    csv.write_text(csv.read_text() + "0,hold,1,1,1,1,1,1,False,\n")
+    code, report = ionto_json(capsys, "audit", "verify", *db)
+    assert code == 3 and [p["kind"] for p in report["problems"]] == ["changed-file"]
+
+
+def test_run_course_too_soon_is_refused_recorded_and_not_energized(capsys, db, course,
+                                                                   tmp_path) -> None:
+    out_dir = tmp_path / "runs"
+    assert ionto(capsys, "run", "--course", course, *RUN, "--output", str(out_dir), *db)[0] == 0
+    files = set(out_dir.iterdir())
+    code, out, err = ionto(capsys, "run", "--course", course, *RUN, "--output", str(out_dir),
+                           *db, "--json")
+    assert code == 3
+    assert "Refused by the course rule 'too-soon'" in err and "--reason" in err
+    assert json.loads(out)["rule"] == "too-soon"
+    assert set(out_dir.iterdir()) == files  # nothing ran
+    code, out, err = ionto(capsys, "run", "--course", course, *RUN, "--output", str(out_dir),
+                           "--reason", "clinic closed next week", *db)
+    assert code == 0, err
+    code, view = ionto_json(capsys, "course", "show", course, *db)
+    assert [(s["number"], s["outcome"], s["rule"]) for s in view["sessions"]] == [
+        (1, "completed", None), (2, "refused", "too-soon"), (3, "completed", None)]
+    assert view["sessions"][2]["override_reason"] == "clinic closed next week"
+
+
+def test_run_course_preflight_refusal_is_recorded(capsys, db, course, tmp_path) -> None:
+    code, _, err = ionto(capsys, "run", "--course", course, "--fast", "--output",
+                         str(tmp_path), *db)
+    assert code == 2 and "screening" in err
+    code, view = ionto_json(capsys, "course", "show", course, *db)
+    assert [(s["outcome"], s["rule"]) for s in view["sessions"]] == [("refused", "pre-flight")]
+    assert view["next_session"]["no_drive"]  # nothing was delivered: still the first
+
+
+def test_run_course_with_an_unreachable_database_does_not_start(capsys, course, tmp_path,
+                                                                db) -> None:
+    out_dir = tmp_path / "runs"
+    code, _, err = ionto(capsys, "run", "--course", course, *RUN, "--output", str(out_dir),
+                         "--db", f"postgresql://x@/none?host={tmp_path}&port=5999")
+    assert code == 4
+    assert "cannot reach the records database" in err and "was not started" in err
+    assert not out_dir.exists()
+    code, _, err = ionto(capsys, "course", "list", "--db",
+                         f"postgresql://x@/none?host={tmp_path}&port=5999")
+    assert code == 4
+
+
+def test_burn_observation_holds_the_course_until_review(capsys, db, course, tmp_path) -> None:
+    ionto(capsys, "run", "--course", course, *RUN, "--output", str(tmp_path), *db)
+    code, out, _ = ionto(capsys, "session", "observe", course, "--phase", "after", "--nrs", "2",
+                         "--anode-burn", "mild", "--note", "blister 5 mm", *db)
+    assert code == 0 and "burn-hold" in out
+    code, view = ionto_json(capsys, "course", "show", course, *db)
+    assert [r["rule"] for r in view["next_session"]["refusals"]][0] == "burn-hold"
+    code, _ = ionto_json(capsys, "course", "review", course, "--decision", "continue",
+                         "--note", "healed", "--operator", "dr-b", *db)
+    assert code == 0
+    code, view = ionto_json(capsys, "course", "show", course, *db)
+    assert "burn-hold" not in [r["rule"] for r in view["next_session"]["refusals"]]
+
+
+def test_export_writes_csv_json_and_a_sidecar_per_session(capsys, db, course,
+                                                          tmp_path) -> None:
+    ionto(capsys, "run", "--course", course, *RUN, "--output", str(tmp_path / "runs"), *db)
+    ionto(capsys, "session", "observe", course, "--phase", "before", "--nrs", "6", *db)
+    ionto(capsys, "session", "observe", course, "--phase", "after", "--nrs", "3",
+          "--dizziness", "mild", "--anode-redness", "moderate", *db)
+    code, data = ionto_json(capsys, "export", course, "-o", str(tmp_path / "export"), *db)
+    assert code == 0
+    names = sorted(Path(p).name for p in data["files"])
+    assert names == [f"course-{course}.json", f"course-{course}_sessions.csv",
+                     f"sub-S001_course-{course}_ses-1_stim.json"]
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "export" / f"course-{course}_sessions.csv")
+    row = table.iloc[0]
+    assert (row["nrs_before"], row["nrs_after"], row["dizziness"]) == (6, 3, "mild")
+    assert bool(row["results_verified"]) is True
+    stim = json.loads((tmp_path / "export" / names[2]).read_text())
+    assert stim["ElectrodeSize"] == {"Area": 10.0, "Units": "cm^2"}
+    assert stim["StimulationParameters"]["TargetCurrent"] == 1.0
+    assert stim["StimulationParameters"]["RampUp"] == 30.0
+    assert stim["MeasuredCurrent"]["Mean"] == pytest.approx(1.0, abs=0.02)
+    assert 0.5 < stim["Impedance"]["End"] < stim["Impedance"]["Start"]
+    assert stim["SideEffects"]["anode_redness"] == "moderate"
+    assert stim["PainNRS"] == {"Before": 6, "After": 3}
+    assert stim["ActiveElectrode"].startswith("anode") and stim["ResultsFileVerified"]
+
+
+def test_audit_verify_names_an_edited_row_by_exit_3(capsys, db, course, db_url) -> None:
+    from sqlalchemy import text
+
+    ionto(capsys, "subject", "add", "S002", *db)
+    with Store(db_url) as store, store.engine.begin() as conn:
+        if store.engine.dialect.name == "postgresql":
+            conn.execute(text("SET session_replication_role = replica"))
+        else:
+            conn.execute(text("DROP TRIGGER subjects_no_update"))
+        conn.execute(text("UPDATE subjects SET note = 'edited' WHERE code = 'S002'"))
+    code, out, _ = ionto(capsys, "audit", "verify", *db)
+    assert code == 3
+    assert "PROBLEM edited-row: subjects row 2 was edited after audit entry" in out

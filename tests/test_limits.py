@@ -1,0 +1,105 @@
+"""The limits table is the one home of every threshold: the code and the README read it."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+
+import pytest
+from pymeasure.experiment import FloatParameter
+
+from ionto_instruments import limits as L
+from ionto_instruments.procedures import doc_tables, safety
+from ionto_instruments.procedures.iontophoresis import ConstantCurrentIontophoresis
+from ionto_instruments.procedures.plan import InvalidParameter, ProtocolPlan
+from ionto_instruments.source import MAX_COMPLIANCE_V, MAX_CURRENT_A, MAX_DENSITY_MA_CM2
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def test_every_entry_has_a_unit_and_evidence_and_a_unique_name():
+    assert len(L.BY_NAME) == len(L.TABLE)
+    for entry in L.TABLE:
+        assert entry.unit and entry.what and entry.evidence, entry.name
+        if isinstance(entry, L.Range):
+            assert entry.minimum <= entry.default <= entry.maximum, entry.name
+
+
+def test_the_readme_tables_are_generated_from_the_table():
+    text = README.read_text(encoding="utf-8")
+    found = doc_tables.blocks(text)
+    assert set(found) == set(doc_tables.GENERATORS)
+    assert doc_tables.render(text) == text, (
+        "README tables differ from ionto_instruments.limits: run "
+        "`python -m ionto_instruments.procedures.doc_tables README.md`")
+
+
+def test_the_issue_numbers_are_in_the_table():
+    assert L.MAX_CURRENT.value == 4.0 and L.MAX_CURRENT.unit == "mA"
+    assert L.MAX_COMPLIANCE.value == 80.0
+    assert L.MAX_DENSITY.value == 2.0
+    assert L.MAX_DOSE.value == 80.0
+    assert (L.COMPLIANCE_TRIP_FRACTION.value, L.NEAR_COMPLIANCE_WARN_FRACTION.value,
+            L.NEAR_COMPLIANCE_REARM_FRACTION.value) == (0.95, 0.80, 0.75)
+    assert (L.IMPEDANCE_HIGH.value, L.IMPEDANCE_LOW.value) == (100.0, 0.5)
+    assert L.IMPEDANCE_DROP_FRACTION.value == 0.60 and L.IMPEDANCE_RISE_FACTOR.value == 2.0
+
+
+def test_driver_ceilings_read_the_table():
+    assert pytest.approx(L.MAX_CURRENT.value * 1e-3) == MAX_CURRENT_A
+    assert L.MAX_COMPLIANCE.value == MAX_COMPLIANCE_V
+    assert L.MAX_DENSITY.value == MAX_DENSITY_MA_CM2
+
+
+PARAMETERS = {"target_current": L.TARGET_CURRENT, "ramp_up": L.RAMP, "ramp_down": L.RAMP,
+              "treatment_time": L.TREATMENT_TIME, "dose_target": L.DOSE_TARGET,
+              "electrode_area": L.ELECTRODE_AREA, "max_density": L.MAX_DENSITY_SETTING,
+              "compliance_voltage": L.COMPLIANCE_VOLTAGE, "sample_interval": L.SAMPLE_INTERVAL}
+
+
+@pytest.mark.parametrize("name", sorted(PARAMETERS))
+def test_procedure_parameters_read_the_table(name):
+    parameter = getattr(ConstantCurrentIontophoresis, name)
+    limit = PARAMETERS[name]
+    assert isinstance(parameter, FloatParameter)
+    assert (parameter.minimum, parameter.maximum, parameter.default) == (
+        limit.minimum, limit.maximum, limit.default)
+
+
+@pytest.mark.parametrize(("field", "limit", "kwargs"), [
+    ("target current", L.TARGET_CURRENT, "target_mA"),
+    ("compliance voltage", L.COMPLIANCE_VOLTAGE, "compliance_V"),
+    ("sample interval", L.SAMPLE_INTERVAL, "sample_interval_s"),
+    ("electrode area", L.ELECTRODE_AREA, "electrode_area_cm2"),
+])
+def test_plan_validate_refuses_just_outside_the_table(field, limit, kwargs):
+    values = {"target_mA": 0.5, "electrode_area_cm2": 100.0, kwargs: limit.maximum * 1.001}
+    with pytest.raises(InvalidParameter) as info:
+        ProtocolPlan(**values).validate()
+    assert info.value.field == field
+    assert f"{limit.maximum:g}" in info.value.message
+
+
+def test_safety_config_and_rule_defaults_are_the_table():
+    config = safety.SafetyConfig(target_mA=2.0, compliance_V=40.0)
+    assert config.compliance_fraction == L.COMPLIANCE_TRIP_FRACTION.value
+    assert config.voltage_warn_fraction == L.NEAR_COMPLIANCE_WARN_FRACTION.value
+    assert config.dose_cap_mA_min == L.MAX_DOSE.value
+    assert config.stale_limit_s == pytest.approx(
+        L.STALE_INTERVALS.value * L.SAMPLE_INTERVAL.default)
+    limit_values = {entry.value for entry in L.TABLE if isinstance(entry, L.Limit)}
+    limit_values |= {entry.default for entry in L.TABLE if isinstance(entry, L.Range)}
+    for cls in (safety.OvercurrentRule, safety.CurrentDensityRule, safety.ImpedanceHighRule,
+                safety.ComplianceRule, safety.ImpedanceLowRule, safety.ImpedanceDropRule,
+                safety.RegulationRule, safety.DoseCapRule, safety.NearComplianceWarning):
+        for parameter in inspect.signature(cls.__init__).parameters.values():
+            if parameter.default is not inspect.Parameter.empty:
+                assert parameter.default in limit_values, (cls.__name__, parameter.name)
+        signature = inspect.getsource(cls.__init__).split(") -> None:")[0]
+        assert not re.search(r"=\s*[-+]?[\d.]", signature), f"{cls.__name__}: copied number"
+
+
+def test_every_rule_is_described_from_the_table():
+    for name in safety.RULE_NAMES:
+        assert "{" not in safety.describe_rule(name)
