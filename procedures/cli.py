@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from ionto_instruments import __version__
 
+from . import selftest
 from .contracts import EMERGENCY_STOP, INSTRUMENT_FAULT, PRE_FLIGHT, Outcome
 from .protocol_file import (
     BY_KEY,
@@ -271,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="instrument model (default keithley2400)")
     gui.set_defaults(handler=cmd_gui)
     records_cli.register(commands, run)  # subject/course/session/audit/export/db, run --course
+    selftest.register(commands)  # ionto selftest: qualify an instrument on a resistor
     return parser
 
 

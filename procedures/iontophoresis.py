@@ -516,6 +516,8 @@ class ConstantCurrentIontophoresis(Procedure):
         raise _Abort
 
     def _fault(self, exc: BaseException) -> NoReturn:
+        if self._estop.is_set():  # the e-stop's device clear aborted the exchange in progress
+            self._check_interrupts(stoppable=False)
         t = self._t()
         verdicts = self._require_monitor().no_reading(t, f"{type(exc).__name__}: {exc}")
         verdict = next((v for v in verdicts if v.level == Level.ABORT), None)

@@ -81,6 +81,7 @@ class SimSourceMeterLibrary(SimVisaLibrary):
         self._opened_at: dict[int, float] = {}
         self._pending = b""
         self._ready_at = 0.0
+        self._clears = 0  # device clears so far: a read waiting across one is aborted
         self._garble_rng = random.Random(0)
 
     def attach(self, model: SourceMeterModel, seed: int = 0) -> None:
@@ -150,6 +151,7 @@ class SimSourceMeterLibrary(SimVisaLibrary):
         timeout = self._timeout_s(sess)
         with self._lock:
             wait = self._ready_at - model.clock.now() if self._pending else 0.0
+            clears = self._clears
         if wait > timeout:  # the reading outlasts the session timeout
             model.clock.sleep(timeout)
             raise VisaIOError(constants.VI_ERROR_TMO)
@@ -158,6 +160,8 @@ class SimSourceMeterLibrary(SimVisaLibrary):
         with self._lock:
             if self._lost(session, model):
                 raise VisaIOError(constants.VI_ERROR_CONN_LOST)
+            if self._clears != clears and not self._pending:
+                raise VisaIOError(constants.VI_ERROR_ABORT)  # a device clear ended the reading
             fault = model.scenario.wire_fault(model.run_time())
             if fault is Fault.IO_TIMEOUT:
                 self._pending = b""
@@ -178,6 +182,7 @@ class SimSourceMeterLibrary(SimVisaLibrary):
         if model is not None and status == constants.StatusCode.success:
             with self._lock:
                 model.device_clear()
+                self._clears += 1
         return status
 
     def flush(self, session: VISASession, mask: constants.BufferOperation) -> constants.StatusCode:
