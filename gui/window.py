@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ from pymeasure.display.windows.managed_window import ManagedWindowBase
 from pymeasure.experiment import Procedure, Results
 from pyqtgraph.Qt import QtCore, QtGui, QtWidgets
 
-from ionto_instruments.clock import Clock, RealClock, ScaledClock, VirtualClock
+from ionto_instruments.clock import Clock, RealClock, clock_for_speed
 from ionto_instruments.procedures.drugs import get_drug
 from ionto_instruments.procedures.iontophoresis import ConstantCurrentIontophoresis, LiveStatus
 from ionto_instruments.procedures.plan import InvalidParameter
@@ -72,12 +71,8 @@ ESTOP_CLOSE = "Emergency stop: the front panel was closed during the run"
 
 
 def make_clock_for_speed(speed: float) -> Clock:
-    """The clock for a simulated run: virtual for inf ("max"), real for 1x, else scaled."""
-    if math.isinf(speed):
-        return VirtualClock()
-    if speed == 1:
-        return RealClock()
-    return ScaledClock(speed)
+    """The clock for a simulated run (the CLI's factory): virtual for inf, real for 1x."""
+    return clock_for_speed(speed)
 
 
 def drug_description(key: str) -> str:

@@ -6,6 +6,7 @@ computes the skin phantom and fault onsets from it, so both agree on "minute 12"
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -107,6 +108,19 @@ class VirtualClock(Clock):
     def _wait(self, seconds: float, wake: threading.Event | None) -> bool:
         self.advance(seconds)
         return False
+
+
+def clock_for_speed(speed: float | None = None, *, simulated: bool = True) -> Clock:
+    """The one clock factory of the CLI and the GUI: a run's clock from its speed.
+
+    inf ("max", `--fast`): virtual; None or 1: real time; any other speed: scaled. A real
+    instrument (`simulated=False`) always runs in real time.
+    """
+    if not simulated or speed is None or speed == 1:
+        return RealClock()
+    if math.isinf(speed):
+        return VirtualClock()
+    return ScaledClock(speed)
 
 
 def make_clock(kind: str = "real", speed: float = 1.0) -> Clock:

@@ -27,15 +27,16 @@ from . import selftest
 from .contracts import EMERGENCY_STOP, INSTRUMENT_FAULT, PRE_FLIGHT, Outcome
 from .protocol_file import (
     BY_KEY,
-    MODELS,
     SETTINGS,
     SUBJECT_KINDS,
     ProtocolError,
     Sourced,
+    add_flag,
     check_value,
     load_protocol,
 )
 from .records import cli as records_cli
+from .results import STORAGE_FAULT, StorageUnusable, check_output_dir, planned_file_bytes
 
 if TYPE_CHECKING:
     from ionto_instruments.clock import Clock
@@ -55,7 +56,8 @@ EXIT_CODES: dict[int, str] = {
     EXIT_INTERNAL: "internal error (the output is still switched off)",
     EXIT_INVALID: "invalid input: nothing was energized",
     EXIT_SAFETY: "a burn-risk safety rule tripped, or the contact check refused",
-    EXIT_INSTRUMENT: "instrument fault (including a wrong or missing instrument)",
+    EXIT_INSTRUMENT: "instrument fault (including a wrong, missing or busy instrument), or a "
+                     "storage fault (the results could not be written)",
     EXIT_STOPPED: "stopped by the operator (Ctrl-C, or emergency stop by signal)",
 }
 
@@ -88,7 +90,7 @@ def exit_code(summary: dict[str, Any]) -> int:
     outcome, rule = summary.get("outcome"), summary.get("rule")
     if outcome == Outcome.COMPLETED:
         return EXIT_OK
-    if rule == INSTRUMENT_FAULT:
+    if rule in (INSTRUMENT_FAULT, STORAGE_FAULT):
         return EXIT_INSTRUMENT
     if outcome == Outcome.STOPPED or rule == EMERGENCY_STOP:
         return EXIT_STOPPED
@@ -154,9 +156,7 @@ exit codes:
 
 
 def _add_sim_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sim", nargs="?", const=SIM, metavar="SCENARIO[@MINUTE]",
-                        help="run on the simulator, optionally with a fault scenario "
-                             "(see `ionto scenarios`), e.g. contact-loss@5")
+    add_flag(parser, BY_KEY["instrument.scenario"], const=SIM)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -177,43 +177,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "up, hold, ramp down, off.")
     run.add_argument("protocol", nargs="?", metavar="PROTOCOL.toml",
                      help="protocol file (TOML); flags override its settings")
-    where = run.add_argument_group("instrument")
-    _add_sim_flag(where)
-    where.add_argument("--resource", metavar="VISA",
-                       help="VISA resource of a real SourceMeter, e.g. GPIB0::24::INSTR")
-    where.add_argument("--model", choices=MODELS, help="instrument model (default keithley2400)")
-    _add_serial_flags(where)
-    where.add_argument("--seed", type=int, metavar="N", help="simulator random seed")
-    proto = run.add_argument_group("protocol")
-    proto.add_argument("--current", type=_finite_float, metavar="MA",
-                       help="target current magnitude in mA (the drug sets the sign)")
-    proto.add_argument("--duration", type=_finite_float, metavar="MIN",
-                       help="treatment time in minutes, ramps included (maximum with --dose)")
-    proto.add_argument("--ramp-up", type=_finite_float, metavar="S", help="ramp-up time in s")
-    proto.add_argument("--ramp-down", type=_finite_float, metavar="S",
-                       help="ramp-down time in s")
-    proto.add_argument("--dose", type=_finite_float, metavar="MAMIN",
-                       help="dose-controlled: stop at this dose in mA*min")
-    proto.add_argument("--area", type=_finite_float, metavar="CM2",
-                       help="electrode area in cm^2")
-    proto.add_argument("--max-density", type=_finite_float, metavar="MA_PER_CM2",
-                       help="maximum current density in mA/cm^2")
-    proto.add_argument("--compliance", type=_finite_float, metavar="V",
-                       help="compliance voltage in V")
-    proto.add_argument("--interval", type=_finite_float, metavar="S",
-                       help="sample interval in s")
-    proto.add_argument("--drug", metavar="NAME",
-                       help="drug (bupivacaine, dexamethasone, clonidine, ketamine, lidocaine, "
-                            "none); sets the polarity")
-    subject = run.add_argument_group("subject")
-    subject.add_argument("--subject", choices=SUBJECT_KINDS,
-                         help="who is treated (default phantom on the simulator; required "
-                              "with --resource)")
-    subject.add_argument("--screening-confirmed", action="store_true", default=None,
-                         help="the contraindication screening was done (required for human)")
-    subject.add_argument("--subject-id", metavar="ID", help="subject identifier for the records")
-    subject.add_argument("--session-id", metavar="ID", help="session identifier for the records")
-    subject.add_argument("--note", metavar="TEXT", help="operator note for the records")
+    # One flag per protocol-file setting, generated from its declaration (protocol_file.py).
+    groups = {"instrument": run.add_argument_group("instrument"),
+              "protocol": run.add_argument_group("protocol"),
+              "subject": run.add_argument_group("subject")}
+    for setting in SETTINGS:
+        add_flag(groups[setting.table], setting,
+                 **({"const": SIM} if setting.parameter == "scenario" else {}),
+                 **({"type": _finite_float} if setting.kind is float else {}))
     clock = run.add_argument_group("clock (simulator only)").add_mutually_exclusive_group()
     clock.add_argument("--speed", type=_positive_float, metavar="X",
                        help="run the clock X times faster (e.g. 60: 30 minutes in 30 s)")
@@ -267,9 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sim_flag(gui)
     gui.add_argument("--speed", type=_positive_float, metavar="X",
                      help="simulator clock speed (default: the front panel's own)")
-    gui.add_argument("--resource", metavar="VISA", help="VISA resource of a real SourceMeter")
-    gui.add_argument("--model", choices=MODELS, default="keithley2400",
-                     help="instrument model (default keithley2400)")
+    add_flag(gui, BY_KEY["instrument.resource"])
+    add_flag(gui, BY_KEY["instrument.model"], default="keithley2400")
     gui.set_defaults(handler=cmd_gui)
     records_cli.register(commands, run)  # subject/course/session/audit/export/db, run --course
     selftest.register(commands)  # ionto selftest: qualify an instrument on a resistor
@@ -372,13 +342,9 @@ def collect_settings(args: argparse.Namespace) -> tuple[dict[str, Sourced], list
 
 def make_run_clock(args: argparse.Namespace, simulated: bool) -> Clock:
     """The run's clock: virtual (--fast), scaled (--speed X) or real time."""
-    from ionto_instruments.clock import RealClock, VirtualClock, make_clock
+    from ionto_instruments.clock import clock_for_speed
 
-    if args.fast and simulated:
-        return VirtualClock()
-    if args.speed and simulated:
-        return make_clock("scaled", args.speed)
-    return RealClock()
+    return clock_for_speed(math.inf if args.fast else args.speed, simulated=simulated)
 
 
 def build_procedure(values: dict[str, Sourced]) -> ConstantCurrentIontophoresis:
@@ -596,16 +562,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     values, notes = collect_settings(args)
     simulated = "instrument.resource" not in values
     procedure = build_procedure(values)
+    plan = procedure.build_plan()
     output_dir = Path(args.output)
     try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"--output {args.output}: cannot create the directory: "
-                         f"{exc.strerror or exc}", "output") from None
-    if not os.access(output_dir, os.W_OK):
-        raise UsageError(f"--output {args.output}: the directory is not writable", "output")
-
-    plan = procedure.build_plan()
+        check_output_dir(output_dir, planned_file_bytes(plan.total_s, plan.sample_interval_s))
+    except StorageUnusable as exc:
+        raise UsageError(f"--output {exc}", "output") from None
     console = Console(sys.stderr, planned_dose=plan.planned_dose_mA_min)
     clock = make_run_clock(args, simulated)
     for note in notes:
@@ -731,12 +693,8 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
 
 def _add_serial_flags(group: Any) -> None:
     """--baud and --terminator: RS-232 session settings (they must match the instrument's)."""
-    from ionto_instruments.transport import SERIAL_BAUD_RATES, SERIAL_TERMINATORS
-
-    group.add_argument("--baud", type=int, choices=SERIAL_BAUD_RATES, metavar="N",
-                       help="RS-232 (ASRL) baud rate as set on the instrument (default 9600)")
-    group.add_argument("--terminator", choices=tuple(SERIAL_TERMINATORS),
-                       help="RS-232 terminator as set on the instrument (default LF)")
+    for key in ("instrument.baud_rate", "instrument.terminator"):
+        add_flag(group, BY_KEY[key])
 
 
 def cmd_resources(args: argparse.Namespace) -> int:

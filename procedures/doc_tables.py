@@ -65,6 +65,9 @@ def rules_markdown() -> str:
                 "outcome `aborted`) |")
     rows.append("| `pre-flight` | parameters refused before anything was energized "
                 "(outcome `refused`) |")
+    rows.append("| `storage-fault` | a results write or fsync failed, or the results file or its "
+                "folder vanished: ramp down (still monitored), then off; outcome `fault`, "
+                "exit 4 |")
     return "\n".join(rows)
 
 

@@ -12,6 +12,7 @@ import logging
 import math
 import statistics
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NoReturn
@@ -51,9 +52,25 @@ from .contracts import (
     SafetyState,
 )
 from .drugs import DRUGS, get_drug
+from .events import CELL_SEPARATOR, RunEvent
 from .plan import DoseIntegrator, InvalidParameter, ProtocolPlan
-from .results import DATA_COLUMNS, summary_path, sync_file, write_summary
-from .safety import Level, SafetyConfig, SafetyMonitor, Sample, evaluate_contact_check
+from .results import (
+    DATA_COLUMNS,
+    STORAGE_FAULT,
+    StorageFault,
+    summary_path,
+    sync_file,
+    write_summary_somewhere,
+)
+from .safety import (
+    RULE_NAMES,
+    Level,
+    Rule,
+    SafetyConfig,
+    SafetyMonitor,
+    Sample,
+    evaluate_contact_check,
+)
 from .screening import evaluate_screening
 
 log = logging.getLogger(__name__)
@@ -70,18 +87,6 @@ def _ranged(name: str, limit: Range, **options: Any) -> FloatParameter:
     """A FloatParameter whose default, minimum, maximum and unit come from the limits table."""
     return FloatParameter(name, units=ascii_unit(limit.unit), default=limit.default,
                           minimum=limit.minimum, maximum=limit.maximum, **options)
-
-
-@dataclass
-class RunEvent:
-    """Something that happened during a run: a phase change, a warning, a trip, a stop."""
-
-    t: float
-    kind: EventKind
-    message: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"t": round(self.t, 3), "kind": self.kind, "message": self.message}
 
 
 @dataclass(frozen=True)
@@ -171,6 +176,12 @@ class ConstantCurrentIontophoresis(Procedure):
         self.results_file: str | None = None
         #: The summary dict, available after shutdown.
         self.summary: dict[str, Any] | None = None
+        #: Set by IontoResults: raises StorageFault when the last row did not reach the disk.
+        self.storage_check: Callable[[], None] | None = None
+        self.storage_close: Callable[[], None] | None = None
+        self._started = False
+        self._storage_error: str | None = None
+        self._storage_handled = False
         self.live = LiveStatus()
         self._state = _RunState()
         #: The one owner of the output state and of every way to switch it.
@@ -187,6 +198,15 @@ class ConstantCurrentIontophoresis(Procedure):
         self._last_setpoint: float | None = None
 
     # ------------------------------------------------------------------ public controls
+
+    @property
+    def has_started(self) -> bool:
+        """True once a run of this Procedure has begun: a Procedure runs once."""
+        return self._started
+
+    def mark_started(self) -> None:
+        """Claim this Procedure for a run (the runner calls it before creating any file)."""
+        self._started = True
 
     def build_plan(self) -> ProtocolPlan:
         """Return the protocol plan from the parameters; raise InvalidParameter if unsafe."""
@@ -219,12 +239,28 @@ class ConstantCurrentIontophoresis(Procedure):
             raise InvalidParameter("instrument model", f"{self.instrument_model!r} is not one "
                                    f"of {', '.join(SUPPORTED_MODELS)}")
         plan = self.build_plan()
+        self._check_extra_rules()
         if self.subject_kind == "human" and not self.screening_confirmed:
             raise InvalidParameter(
                 "screening", "a human subject requires the contraindication screening to be "
                 "confirmed (pregnancy, drug hypersensitivity, adrenal tumour, heart complaints "
                 "from high blood pressure, heart rhythm disorders, pacemaker)")
         return plan
+
+    def _check_extra_rules(self) -> None:
+        """Refuse extra rules that are not Rules, have a bad level, or reuse a name."""
+        seen = set(RULE_NAMES)
+        for rule in self.extra_rules:
+            if not isinstance(rule, Rule):
+                raise InvalidParameter("extra_rules", f"{rule!r} is not a safety.Rule "
+                                       f"(subclass ionto_instruments.procedures.safety.Rule)")
+            if rule.level not in (Level.WARN, Level.ABORT):
+                raise InvalidParameter("extra_rules", f"rule {rule.name!r} must have level "
+                                                      f"WARN or ABORT")
+            if not rule.name or rule.name in seen:
+                raise InvalidParameter("extra_rules", f"rule name {rule.name!r} is empty or "
+                                                      f"already taken")
+            seen.add(rule.name)
 
     def confirm_screening(self, answers: dict[str, bool]) -> None:
         """Record a completed screening; raise InvalidParameter naming any contraindication."""
@@ -256,6 +292,14 @@ class ConstantCurrentIontophoresis(Procedure):
         self._wake.set()
 
     @property
+    def events(self) -> tuple[RunEvent, ...]:
+        """Every event so far, with its kind as data (a snapshot; safe from any thread).
+
+        A front panel shows `events[n:]` for the events it has not shown yet.
+        """
+        return tuple(self._state.events)
+
+    @property
     def simulator(self) -> Any:
         """The SimulatedSourceMeter behind the source, or None on hardware."""
         return getattr(self.source, "simulator", None)
@@ -267,6 +311,14 @@ class ConstantCurrentIontophoresis(Procedure):
         self.clock = self.clock or RealClock()
         self.clock_name = self.clock.name
         self.started_at = datetime.now(UTC).isoformat(timespec="seconds")
+        if self._state.outcome is not None or self.summary is not None:
+            # Reused (not through the runner, which refuses earlier): refuse on a clean slate.
+            self._state, self.summary, self.source = _RunState(), None, None
+            self._set_phase(Phase.PRE_FLIGHT, 0.0)
+            self._finish(Outcome.REFUSED, PRE_FLIGHT, "Refused: this Procedure has already "
+                                                      "run; a Procedure runs once")
+            return
+        self._started = True
         self._set_phase(Phase.PRE_FLIGHT, 0.0)
         try:
             self._plan = self.preflight()
@@ -311,6 +363,8 @@ class ConstantCurrentIontophoresis(Procedure):
         except InstrumentFault as exc:
             with contextlib.suppress(_Abort):
                 self._fault(exc)
+        except StorageFault as exc:
+            self._storage_fault(str(exc))
         except BaseException as exc:
             self._state.error = exc
             self.output.off_now()
@@ -393,7 +447,7 @@ class ConstantCurrentIontophoresis(Procedure):
         self._ramp_down(from_mA=self._last_setpoint or 0.0, outcome=Outcome.COMPLETED)
 
     def _ramp_down(self, from_mA: float, outcome: Outcome, reason: str = "",
-                   delay_first: bool = True) -> None:
+                   delay_first: bool = True, rule: str | None = None) -> None:
         plan = self._require_plan()
         start = self._t() + (plan.sample_interval_s if delay_first else 0.0)
 
@@ -405,10 +459,10 @@ class ConstantCurrentIontophoresis(Procedure):
                                  stoppable=False, delay_first=delay_first):
                 pass
 
-        self._switch_off_at_end(outcome, reason, ramp)
+        self._switch_off_at_end(outcome, reason, ramp, rule)
 
     def _switch_off_at_end(self, outcome: Outcome, reason: str = "",
-                           ramp: Any = None) -> None:
+                           ramp: Any = None, rule: str | None = None) -> None:
         """Ramp to zero, output off, confirm by read-back, record the outcome."""
 
         def ended() -> None:
@@ -418,7 +472,7 @@ class ConstantCurrentIontophoresis(Procedure):
         self._set_phase(Phase.OFF, self._t())
         if outcome == Outcome.COMPLETED:
             reason = f"Treatment completed: {self._dose.dose_mA_min:.2f} mA*min delivered"
-        self._finish(outcome, None, reason)
+        self._finish(outcome, rule, reason)
         self._emit_marker(Phase.OFF)
 
     # ------------------------------------------------------------------ the sampling loop
@@ -475,6 +529,8 @@ class ConstantCurrentIontophoresis(Procedure):
         for message in warnings:
             self._event(t, EventKind.WARNING, message)
         self._emit_row(sample, plan)
+        if self._storage_error is not None and not self._storage_handled:
+            raise StorageFault(self._storage_error)
         return sample
 
     def _check_interrupts(self, stoppable: bool) -> None:
@@ -544,10 +600,18 @@ class ConstantCurrentIontophoresis(Procedure):
                     self._event(self._t(), EventKind.INSTRUMENT_ERROR, error)
             except Exception as exc:
                 log.warning("Could not read the instrument's error queue: %s", exc)
+        if state.outcome == Outcome.COMPLETED and self._storage_error is not None:
+            # Never "completed" with data missing (the failure came with the last rows).
+            state.outcome, state.rule = Outcome.FAULT, STORAGE_FAULT
+            state.reason = f"Storage fault: {self._storage_error}. The results are incomplete."
         self.summary = self._make_summary()
+        if self.storage_close is not None:
+            self.storage_close()
         if self.results_file:
             sync_file(self.results_file)
-            write_summary(self.summary, summary_path(self.results_file))
+            where = write_summary_somewhere(self.summary, self.results_file)
+            if where != str(summary_path(self.results_file)):
+                self.summary["summary_file"] = where
         if self._opened_source and self.source is not None:
             try:
                 self.source.close()
@@ -574,9 +638,9 @@ class ConstantCurrentIontophoresis(Procedure):
         self._update_live(safety=safety, last_event=reason)
 
     def _event(self, t: float, kind: EventKind, message: str) -> None:
-        self._state.events.append(RunEvent(t, kind, message))
-        self._state.pending.append(
-            message if kind == EventKind.INFO else f"{kind.upper()}: {message}")
+        event = RunEvent(t, kind, message)
+        self._state.events.append(event)
+        self._state.pending.append(event.cell_text())
         safety = {EventKind.TRIP: SafetyState.TRIPPED,
                   EventKind.WARNING: SafetyState.WARNING}.get(kind, self.live.safety)
         if self.live.safety == SafetyState.TRIPPED:
@@ -600,10 +664,10 @@ class ConstantCurrentIontophoresis(Procedure):
             "Dose (mA*min)": sample.dose_mA_min,
             "Current density (mA/cm^2)": density,
             "Compliance": int(sample.compliance),
-            "Event": " | ".join(self._state.pending),
+            "Event": CELL_SEPARATOR.join(self._state.pending),
         }
         self._state.pending.clear()
-        self.emit("results", row)
+        self._write_row(row)
         progress = self._progress(sample.t)
         self.emit("progress", progress)
         self._update_live(t=sample.t, setpoint_mA=sample.setpoint_mA,
@@ -621,9 +685,41 @@ class ConstantCurrentIontophoresis(Procedure):
         row = {c: math.nan for c in DATA_COLUMNS}
         row.update({"Time (s)": round(t, 4), "Phase": phase, "Setpoint (mA)": 0.0,
                     "Dose (mA*min)": self._dose.dose_mA_min, "Compliance": 0,
-                    "Event": " | ".join(self._state.pending)})
+                    "Event": CELL_SEPARATOR.join(self._state.pending)})
         self._state.pending.clear()
+        self._write_row(row)
+
+    def _write_row(self, row: dict[str, Any]) -> None:
+        """Send a row to the results file and check it arrived; after a storage failure,
+        rows are no longer sent (one error, not one per row)."""
+        if self._storage_error is not None:
+            return
         self.emit("results", row)
+        if self.storage_check is None:
+            return
+        try:
+            self.storage_check()
+        except StorageFault as exc:
+            self._storage_error = str(exc)
+
+    def _storage_fault(self, message: str) -> None:
+        """The results cannot be written: ramp down (still monitored), then off."""
+        reason = (f"Storage fault: {message}. The results are incomplete; the output was "
+                  f"ramped down and switched off. Check the disk and the output folder.")
+        self._storage_handled = True
+        t = self._t()
+        self._event(t, EventKind.TRIP, reason)
+        if not self.output.may_be_on:
+            self._finish(Outcome.FAULT, STORAGE_FAULT, reason)
+            return
+        try:
+            self._ramp_down(from_mA=self._last_setpoint or 0.0, outcome=Outcome.FAULT,
+                            reason=reason, delay_first=False, rule=STORAGE_FAULT)
+        except _Abort:
+            pass
+        except InstrumentFault as exc:
+            with contextlib.suppress(_Abort):
+                self._fault(exc)
 
     def _update_live(self, **changes: Any) -> None:
         current = self.live.__dict__ | changes

@@ -48,6 +48,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ionto_instruments import limits as L
+from ionto_instruments.limits import Range, ascii_unit
 from ionto_instruments.transport import SERIAL_BAUD_RATES, SERIAL_TERMINATORS
 
 #: Instrument models and subject kinds, spelled as the Procedure spells them (a test guards it).
@@ -58,7 +60,11 @@ TABLES: tuple[str, ...] = ("protocol", "subject", "instrument")
 
 @dataclass(frozen=True)
 class Setting:
-    """One setting: its TOML key, the Procedure parameter it sets, and its command-line flag."""
+    """One setting, declared once: TOML key, Procedure parameter, flag, type, unit and range.
+
+    The command line's flags (`add_flag`), the protocol-file checks and the range checks
+    are all generated from these declarations; `limit` is the entry of the limits table.
+    """
 
     key: str
     parameter: str
@@ -66,6 +72,20 @@ class Setting:
     kind: type
     unit: str = ""
     choices: tuple[Any, ...] = ()
+    limit: Range | None = None
+    metavar: str | None = None
+    help: str = ""
+
+    def __post_init__(self) -> None:
+        if self.limit is not None and not self.unit:
+            object.__setattr__(self, "unit", ascii_unit(self.limit.unit))
+
+    def help_text(self) -> str:
+        """The flag's help: what it sets, its unit and allowed range from the limits table."""
+        text = self.help or self.name.replace("_", " ")
+        if self.limit is not None:
+            text += f" [{self.limit.minimum:g}, {self.limit.maximum:g}] {self.unit}"
+        return text
 
     @property
     def table(self) -> str:
@@ -84,31 +104,78 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("protocol.drug", "drug", "--drug", str),
-    Setting("protocol.current_mA", "target_current", "--current", float, "mA"),
-    Setting("protocol.duration_min", "treatment_time", "--duration", float, "min"),
-    Setting("protocol.ramp_up_s", "ramp_up", "--ramp-up", float, "s"),
-    Setting("protocol.ramp_down_s", "ramp_down", "--ramp-down", float, "s"),
-    Setting("protocol.dose_mA_min", "dose_target", "--dose", float, "mA*min"),
-    Setting("protocol.electrode_area_cm2", "electrode_area", "--area", float, "cm^2"),
-    Setting("protocol.max_density_mA_cm2", "max_density", "--max-density", float, "mA/cm^2"),
-    Setting("protocol.compliance_V", "compliance_voltage", "--compliance", float, "V"),
-    Setting("protocol.interval_s", "sample_interval", "--interval", float, "s"),
-    Setting("subject.kind", "subject_kind", "--subject", str, choices=SUBJECT_KINDS),
-    Setting("subject.screening_confirmed", "screening_confirmed", "--screening-confirmed", bool),
-    Setting("subject.id", "subject_id", "--subject-id", str),
-    Setting("subject.session_id", "session_id", "--session-id", str),
-    Setting("subject.note", "operator_note", "--note", str),
-    Setting("instrument.model", "instrument_model", "--model", str, choices=MODELS),
-    Setting("instrument.resource", "resource", "--resource", str),
-    Setting("instrument.baud_rate", "baud_rate", "--baud", int, choices=SERIAL_BAUD_RATES),
+    Setting("protocol.drug", "drug", "--drug", str, metavar="NAME",
+            help="drug (bupivacaine, dexamethasone, clonidine, ketamine, lidocaine, none); "
+                 "sets the polarity"),
+    Setting("protocol.current_mA", "target_current", "--current", float,
+            limit=L.TARGET_CURRENT, metavar="MA",
+            help="target current magnitude in mA (the drug sets the sign)"),
+    Setting("protocol.duration_min", "treatment_time", "--duration", float,
+            limit=L.TREATMENT_TIME, metavar="MIN",
+            help="treatment time in minutes, ramps included (maximum with --dose)"),
+    Setting("protocol.ramp_up_s", "ramp_up", "--ramp-up", float, limit=L.RAMP, metavar="S",
+            help="ramp-up time in s"),
+    Setting("protocol.ramp_down_s", "ramp_down", "--ramp-down", float, limit=L.RAMP,
+            metavar="S", help="ramp-down time in s"),
+    Setting("protocol.dose_mA_min", "dose_target", "--dose", float, limit=L.DOSE_TARGET,
+            metavar="MAMIN", help="dose-controlled: stop at this dose in mA*min"),
+    Setting("protocol.electrode_area_cm2", "electrode_area", "--area", float,
+            limit=L.ELECTRODE_AREA, metavar="CM2", help="electrode area in cm^2"),
+    Setting("protocol.max_density_mA_cm2", "max_density", "--max-density", float,
+            limit=L.MAX_DENSITY_SETTING, metavar="MA_PER_CM2",
+            help="maximum current density in mA/cm^2"),
+    Setting("protocol.compliance_V", "compliance_voltage", "--compliance", float,
+            limit=L.COMPLIANCE_VOLTAGE, metavar="V", help="compliance voltage in V"),
+    Setting("protocol.interval_s", "sample_interval", "--interval", float,
+            limit=L.SAMPLE_INTERVAL, metavar="S", help="sample interval in s"),
+    Setting("subject.kind", "subject_kind", "--subject", str, choices=SUBJECT_KINDS,
+            help="who is treated (default phantom on the simulator; required with --resource)"),
+    Setting("subject.screening_confirmed", "screening_confirmed", "--screening-confirmed", bool,
+            help="the contraindication screening was done (required for human)"),
+    Setting("subject.id", "subject_id", "--subject-id", str, metavar="ID",
+            help="subject identifier for the records"),
+    Setting("subject.session_id", "session_id", "--session-id", str, metavar="ID",
+            help="session identifier for the records"),
+    Setting("subject.note", "operator_note", "--note", str, metavar="TEXT",
+            help="operator note for the records"),
+    Setting("instrument.model", "instrument_model", "--model", str, choices=MODELS,
+            help="instrument model (default keithley2400)"),
+    Setting("instrument.resource", "resource", "--resource", str, metavar="VISA",
+            help="VISA resource of a real SourceMeter, e.g. GPIB0::24::INSTR"),
+    Setting("instrument.baud_rate", "baud_rate", "--baud", int, choices=SERIAL_BAUD_RATES,
+            metavar="N", help="RS-232 (ASRL) baud rate as set on the instrument (default 9600)"),
     Setting("instrument.terminator", "serial_terminator", "--terminator", str,
-            choices=tuple(SERIAL_TERMINATORS)),
-    Setting("instrument.scenario", "scenario", "--sim", str),
-    Setting("instrument.seed", "seed", "--seed", int),
+            choices=tuple(SERIAL_TERMINATORS),
+            help="RS-232 terminator as set on the instrument (default LF)"),
+    Setting("instrument.scenario", "scenario", "--sim", str, metavar="SCENARIO[@MINUTE]",
+            help="run on the simulator, optionally with a fault scenario (see `ionto "
+                 "scenarios`), e.g. contact-loss@5"),
+    Setting("instrument.seed", "seed", "--seed", int, metavar="N",
+            help="simulator random seed"),
 )
 BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}
 BY_PARAMETER: dict[str, Setting] = {s.parameter: s for s in SETTINGS}
+
+def add_flag(group: Any, setting: Setting, type_: Any = None, **overrides: Any) -> None:
+    """Add `setting`'s command-line flag to an argparse parser or group, from its declaration.
+
+    Flags default to None (absent: the protocol file or the Procedure's default applies);
+    `type_` parses the text (default: the setting's kind). `--sim` takes an optional value.
+    """
+    options: dict[str, Any] = {"help": setting.help_text()}
+    if setting.kind is bool:
+        options.update(action="store_true", default=None)
+    else:
+        options.update(type=type_ or setting.kind, metavar=setting.metavar)
+        if setting.choices:
+            options["choices"] = setting.choices
+            if setting.metavar is None:
+                del options["metavar"]
+    if setting.parameter == "scenario":
+        options.update(nargs="?", type=str)
+    options.update(overrides)
+    group.add_argument(setting.flag, **options)
+
 
 _TYPE_WORDS = {float: "a number", int: "an integer", str: "text (a quoted string)",
                bool: "true or false"}
@@ -253,12 +320,11 @@ def parameter_limits() -> dict[str, tuple[float, float, str]]:
 
 def check_ranges(values: Mapping[str, Sourced]) -> None:
     """Raise ProtocolError naming the origin and the allowed range of the first value outside it."""
-    limits = parameter_limits()
     for key, sourced in values.items():
         setting = BY_KEY[key]
-        if setting.parameter not in limits:
+        if setting.limit is None:
             continue
-        low, high, units = limits[setting.parameter]
+        low, high, units = setting.limit.minimum, setting.limit.maximum, setting.unit
         if not low <= sourced.value <= high:
             label = _label(setting.parameter)
             raise ProtocolError(f"{sourced.origin}: {label} {sourced.value:g} {units} is outside "
@@ -298,5 +364,5 @@ def origin_of(field: str, values: Mapping[str, Sourced]) -> str | None:
 
 
 __all__ = ["BY_KEY", "BY_PARAMETER", "MODELS", "SETTINGS", "SUBJECT_KINDS", "TABLES",
-           "ProtocolError", "Setting", "Sourced", "check_ranges", "check_value",
+           "ProtocolError", "Setting", "Sourced", "add_flag", "check_ranges", "check_value",
            "load_protocol", "origin_of", "parameter_limits", "parse_protocol", "to_parameters"]

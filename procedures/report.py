@@ -9,6 +9,7 @@ Headless: draws on a `matplotlib.figure.Figure` with the Agg canvas and never to
 from __future__ import annotations
 
 import io
+import logging
 import math
 import re
 import textwrap
@@ -27,6 +28,8 @@ from matplotlib.ticker import FuncFormatter
 
 from ionto_instruments import limits as L
 
+from .contracts import EventKind
+from .events import RunEvent, events_from_cells, events_from_summary, parse_cell_sentence
 from .plan import DOSE_CAP_MA_MIN, PHASES, ProtocolPlan
 from .results import DATA_COLUMNS, load_summary, summary_path
 
@@ -70,7 +73,6 @@ REASON_WIDTH = 72
 VALUE_WIDTH = 40
 
 _NUMBER = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)")
-_PREFIX = re.compile(r"^([A-Z][A-Z-]*[A-Z]): (.*)$", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,62 @@ class Mark:
 
 
 def read_header(path: str | Path) -> tuple[dict[str, str], int]:
-    """Return the '#\\t<Name>: <value>' header entries (unescaped) and the '#' line count."""
+    """Return the header entries ("Compliance voltage" -> "40 V") and the '#' line count.
+
+    PyMeasure's own `Results.load` parses the header into the Procedure's Parameters and
+    Metadata; entries it reports missing are left out. A header PyMeasure cannot parse (a file
+    cut short inside it, an older layout) is read by `read_header_lines` instead.
+    """
+    from pymeasure.experiment import Results
+
+    from .iontophoresis import ConstantCurrentIontophoresis
+
+    missing = _MissingEntries()
+    pymeasure_log = logging.getLogger("pymeasure.experiment.results")
+    pymeasure_log.addHandler(missing)
+    try:
+        results = Results.load(str(path), ConstantCurrentIontophoresis)
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except Exception:
+        return read_header_lines(path)
+    finally:
+        pymeasure_log.removeHandler(missing)
+    procedure = results.procedure
+    values: dict[str, str] = {}
+    for parameter in procedure.parameter_objects().values():
+        if parameter.name not in missing.names and parameter.is_set():
+            values[parameter.name] = _unescape(_with_units(parameter.value, parameter))
+    for metadata in procedure.metadata_objects().values():
+        if getattr(metadata, "evaluated", False):
+            values[metadata.name] = _unescape(str(metadata.value))
+    return values, int(getattr(results, "_header_count", 0))
+
+
+class _MissingEntries(logging.Handler):
+    """Collects the parameters PyMeasure's header parser reports as not found."""
+
+    _NOT_FOUND = re.compile(r'Parameter "(.+)" not found when loading')
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.names: set[str] = set()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        match = self._NOT_FOUND.match(record.getMessage())
+        if match is not None:
+            self.names.add(match.group(1))
+
+
+def _with_units(value: Any, parameter: Any) -> str:
+    """A parameter's value as the header writes it: '40 V', 'lidocaine', 'False'."""
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    units = getattr(parameter, "units", None)
+    return f"{text} {units}" if units else text
+
+
+def read_header_lines(path: str | Path) -> tuple[dict[str, str], int]:
+    """Fallback for a header PyMeasure cannot parse: its '#\t<Name>: <value>' lines, as text."""
     values: dict[str, str] = {}
     count = 0
     with open(path, encoding="utf-8", errors="replace") as f:
@@ -144,40 +201,40 @@ def read_rows(path: str | Path, header_lines: int) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
+def _mark(event: RunEvent) -> Mark:
+    """A figure mark of an event; instrument errors are drawn as "error"."""
+    kind = "error" if event.kind == EventKind.INSTRUMENT_ERROR else str(event.kind)
+    return Mark(event.t, kind, event.message)
+
+
+def run_marks(df: pd.DataFrame, summary: dict[str, Any] | None) -> list[Mark]:
+    """The run's events with their kinds as data (the summary's), in time order.
+
+    A file without a summary (an older version, a run cut short) falls back to its rows.
+    """
+    events = events_from_summary(summary)
+    if events is None:
+        return merge_events(events_from_rows(df), summary)
+    return [_mark(event) for event in events]
+
+
 def classify(sentence: str) -> Mark:
-    """Split one Event sentence ('TRIP: ...', 'WARNING: ...') into kind and message (t=NaN)."""
-    match = _PREFIX.match(sentence.strip())
-    if match is None:
-        return Mark(math.nan, "info", sentence.strip())
-    kind = match.group(1).lower()
-    if kind.endswith("error"):
-        kind = "error"
-    return Mark(math.nan, kind, match.group(2).strip())
+    """Compatibility: the kind of one Event sentence ('TRIP: ...') of a file without summary."""
+    return _mark(parse_cell_sentence(math.nan, sentence))
 
 
 def events_from_rows(df: pd.DataFrame) -> list[Mark]:
-    """Every event sentence in the Event column, at its row's time."""
-    marks = []
-    for t, cell in zip(df["Time (s)"], df["Event"], strict=True):
-        for sentence in str(cell).split(" | "):
-            if sentence.strip() and sentence.strip().lower() != "nan":
-                mark = classify(sentence)
-                marks.append(Mark(float(t), mark.kind, mark.message))
-    return marks
+    """Compatibility: every event sentence in the Event column, at its row's time."""
+    return [_mark(event) for event in events_from_cells(df["Time (s)"], df["Event"])]
 
 
 def merge_events(rows: list[Mark], summary: dict[str, Any] | None) -> list[Mark]:
     """The rows' events plus summary events the rows lack (e.g. errors drained at shutdown)."""
     marks = list(rows)
     seen = {(m.kind, m.message) for m in rows}
-    for event in (summary or {}).get("events") or []:
-        try:
-            kind = str(event.get("kind", "info")).lower()
-            kind = "error" if kind.endswith("error") else kind
-            mark = Mark(float(event.get("t", math.nan)), kind, str(event.get("message", "")))
-        except (AttributeError, TypeError, ValueError):
-            continue
-        if (mark.kind, mark.message) not in seen and math.isfinite(mark.t):
+    for event in events_from_summary(summary) or []:
+        mark = _mark(event)
+        if (mark.kind, mark.message) not in seen:
             marks.append(mark)
             seen.add((mark.kind, mark.message))
     return sorted(marks, key=lambda m: m.t)
@@ -504,7 +561,7 @@ def build_figure(results_csv: str | Path, dpi: int = 120) -> Figure:
     if not isinstance(summary, dict):
         summary = None
     facts = _facts(summary, header, df)
-    marks = merge_events(events_from_rows(df), summary)
+    marks = run_marks(df, summary)
     times = df["Time (s)"].to_numpy(dtype=float)
     tm = times / 60.0
     spans = phase_spans(times, df["Phase"].tolist())
@@ -587,4 +644,5 @@ def make_report(results_csv: str | Path, output: str | Path | None = None,
 
 
 __all__ = ["FIGSIZE_IN", "Mark", "build_figure", "classify", "events_from_rows", "header_float",
-           "make_report", "merge_events", "phase_spans", "read_header", "read_rows"]
+           "make_report", "merge_events", "phase_spans", "read_header", "read_header_lines",
+           "read_rows", "run_marks"]

@@ -103,3 +103,42 @@ def test_safety_config_and_rule_defaults_are_the_table():
 def test_every_rule_is_described_from_the_table():
     for name in safety.RULE_NAMES:
         assert "{" not in safety.describe_rule(name)
+
+
+def test_each_setting_declares_its_range_once_for_flag_file_and_parameter():
+    from ionto_instruments.procedures.cli import build_parser
+    from ionto_instruments.procedures.protocol_file import SETTINGS, parameter_limits
+
+    limits = parameter_limits()
+    run = next(a for a in build_parser()._subparsers._group_actions[0].choices.values()
+               if a.prog.endswith(" run"))
+    flags = {o: a for a in run._actions for o in a.option_strings}
+    for setting in SETTINGS:
+        action = flags[setting.flag]
+        if setting.parameter in limits and setting.kind is float:
+            low, high, units = limits[setting.parameter]
+            assert setting.limit is not None, setting.key
+            assert (setting.limit.minimum, setting.limit.maximum) == (low, high), setting.key
+            assert setting.unit == units, setting.key
+            assert f"[{low:g}, {high:g}] {units}" in action.help, setting.flag
+        if setting.choices:
+            assert tuple(action.choices) == tuple(setting.choices), setting.flag
+
+
+def test_one_clock_factory_serves_cli_and_gui():
+    import math
+
+    from ionto_instruments.clock import RealClock, ScaledClock, VirtualClock, clock_for_speed
+    from ionto_instruments.gui.window import make_clock_for_speed
+    from ionto_instruments.procedures.cli import build_parser, make_run_clock
+
+    assert isinstance(clock_for_speed(math.inf), VirtualClock)
+    assert isinstance(clock_for_speed(None), RealClock)
+    assert isinstance(clock_for_speed(1.0), RealClock)
+    assert clock_for_speed(60.0).speed == 60.0 and isinstance(clock_for_speed(60), ScaledClock)
+    assert isinstance(clock_for_speed(60.0, simulated=False), RealClock)
+    for speed in (math.inf, 1.0, 60.0):
+        assert type(make_clock_for_speed(speed)) is type(clock_for_speed(speed))
+    fast = build_parser().parse_args(["run", "--fast"])
+    assert isinstance(make_run_clock(fast, simulated=True), VirtualClock)
+    assert isinstance(make_run_clock(fast, simulated=False), RealClock)
