@@ -86,7 +86,7 @@ class CurrentSource(ABC):
 
     @property
     def current_ceiling(self) -> float:
-        """The largest |current| in A this session will source (MAX_CURRENT or area x density)."""
+        """Get the largest |current| in A this session sources (MAX_CURRENT or area x density)."""
         return self._current_ceiling
 
     def limit_current_density(self, electrode_area_cm2: float,
@@ -121,7 +121,7 @@ class CurrentSource(ABC):
     @property
     @abstractmethod
     def resource_name(self) -> str:
-        """The VISA address this source is connected to."""
+        """Get the VISA address this source is connected to."""
 
     @abstractmethod
     def identify(self) -> str:

@@ -638,7 +638,7 @@ class ConstantCurrentIontophoresis(Procedure):
         self._update_live(safety=safety, last_event=reason)
 
     def _event(self, t: float, kind: EventKind, message: str) -> None:
-        event = RunEvent(t, kind, message)
+        event = RunEvent(round(t, 4), kind, message)  # as written: rows' `Time (s)` precision
         self._state.events.append(event)
         self._state.pending.append(event.cell_text())
         safety = {EventKind.TRIP: SafetyState.TRIPPED,
