@@ -4,11 +4,8 @@ history, the course chart, the before/after form, and runs recorded from the fro
 from __future__ import annotations
 
 import logging
-import os
 
 import pytest
-
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from ionto_instruments.gui.course_panel import NO_COURSE, CoursePanel  # noqa: E402
 from ionto_instruments.procedures.records import Store  # noqa: E402
