@@ -356,3 +356,12 @@ def test_reset_waits_for_opc():
     texts = [c.text for c in smu.simulator.model.commands]
     assert texts[texts.index("*RST") + 1] == "*OPC?"
     assert texts.count(":FORMAT:ELEMENTS VOLTAGE, CURRENT, RESISTANCE, TIME, STATUS") == 2
+
+
+def test_the_model_can_learn_commands_from_another_module():
+    sim, inst = raw("keithley2450")
+    seen = []
+    sim.model.add_commands(plain={":TRIG:STATE?": lambda: "IDLE;IDLE;"},
+                           with_argument={":TRIG:LOAD": seen.append})
+    inst.write(':TRIG:LOAD "Empty"')
+    assert inst.query(":TRIG:STATE?") == "IDLE;IDLE;" and seen == ['"Empty"']

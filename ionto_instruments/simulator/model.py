@@ -42,8 +42,8 @@ DEFAULT_COMPLIANCE_V = 21.0
 #: Manuals, :OUTPut:INTerlock:TRIPped?); the 2450 Rev. B manual says ±37 V nominal.
 INTERLOCK_CLAMP_V = 42.0
 #: Reading duration = overhead + factor x functions x NPLC / line frequency: 71 ms at 60 Hz
-#: and 84 ms at 50 Hz for V+I at 1 NPLC with autozero (shared/domain/facts.md, 2400 manual
-#: Appendix "Speed specifications").
+#: and 84 ms at 50 Hz for V+I at 1 NPLC with autozero (docs/evidence.md "Instruments", from
+#: the 2400 manual's speed specifications).
 READING_OVERHEAD_S = 0.006
 READING_FACTOR = 1.95
 #: Languages of the 2450 family (*LANG, 2450 Reference Manual p. B-5).
@@ -284,6 +284,13 @@ class SourceMeterModel:
     def errors(self) -> list[tuple[int, str]]:
         """The queued errors, oldest first (inspection only; SYST:ERR? pops them)."""
         return list(self._errors)
+
+    def add_commands(self, plain: dict[str, Callable[[], str | None]] | None = None,
+                     with_argument: dict[str, Callable[[str], None]] | None = None) -> None:
+        """Teach the model more commands (exact unit text, or header + argument) without
+        editing it: the hook for features modelled in their own module."""
+        self._plain.update(plain or {})
+        self._with_argument.update(with_argument or {})
 
     def device_clear(self) -> None:
         """Device clear (VISA clear / GPIB SDC): abort the reading in progress at once."""
