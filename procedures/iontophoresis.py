@@ -584,6 +584,8 @@ class ConstantCurrentIontophoresis(Procedure):
 
     def _shutdown(self) -> None:
         state = self._state
+        if self.source is not None and self.output.source is None:
+            self.output.attach(self.source)  # a pre-opened source, startup ended before it
         self.output.off_now()
         if state.outcome is None:
             if state.error is not None:
