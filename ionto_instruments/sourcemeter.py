@@ -519,8 +519,15 @@ class SourceMeterMixin(CurrentSource):
                 self.io_lock.release()
 
     def _device_clear(self) -> None:
-        """VISA device clear (aborts a reading in progress); else write the abort command."""
+        """VISA device clear (aborts a reading in progress); else write the abort command.
+
+        Raw LAN sockets and RS-232 have no device clear: pyvisa-py's "clear" there only
+        drains the input (and spins on a dropped socket), so they get the abort command.
+        """
         connection = getattr(self.adapter, "connection", None)
+        name = self.resource_name.strip().upper()
+        if name.endswith("::SOCKET") or name.startswith("ASRL"):
+            connection = None
         try:
             if connection is not None and hasattr(connection, "clear"):
                 connection.clear()

@@ -395,7 +395,6 @@ class SourceMeterModel:
                 ":SOUR:VOLT:PROT:TRIP?": lambda: "1" if self._clamped_by("ovp") else "0",
                 ":OUTP:INT:TRIP?": lambda: "1" if self.interlock else "0",
                 ":SOUR:FUNC CURR": self._source_function_current,
-                ":ABOR": lambda: None,
                 READ_2450: self._read_2450,
             }
             with_argument |= {
