@@ -40,7 +40,6 @@ from typing import Any
 from ..clock import Clock, RealClock, ScaledClock
 from . import MODELS, SimulatedSourceMeter
 from .backend import GARBAGE
-from .phantom import PhantomParams, SkinPhantom
 from .scenarios import Fault, Scenario, parse_scenario
 from .trigger_model import TriggerModel
 
@@ -171,6 +170,9 @@ class SimServer:
                 self.trigger.reset()  # *RST stops and empties the trigger model
             reply = self.model.process(message)
             self.note_output(cause)
+            wait = reply.ready_at - self.model.clock.now()
+        if wait > 0 and reply.text is not None:
+            self.model.clock.sleep(wait)  # a reading takes its time (others queue behind it)
         fault = self.model.scenario.wire_fault(self.model.run_time())
         if reply.text is None or fault is Fault.IO_TIMEOUT:
             return None
@@ -251,12 +253,7 @@ class SimServer:
         if not (math.isfinite(ohm) and ohm > 0):
             raise ValueError(f"load must be a finite resistance > 0 ohm, got {ohm!r}")
         with self.lock:
-            params = self.model.phantom.params
-            fixed = PhantomParams(r0=ohm, r_inf=ohm, tau=params.tau,
-                                  v_noise_rel=params.v_noise_rel,
-                                  v_noise_abs=params.v_noise_abs,
-                                  i_noise_abs=params.i_noise_abs)
-            self.model.phantom = SkinPhantom(fixed, seed=len(self.changes))
+            self.model.load_ohm = float(ohm)
 
     def drop_connections(self, opened_before: float = math.inf) -> int:
         """Close the SCPI connections opened before `opened_before`; return how many."""
