@@ -31,7 +31,7 @@ from typing import Any
 
 from . import limits as L
 from .keithley2450 import Keithley2450CurrentSource, parse_reading
-from .source import InstrumentError, Reading
+from .source import InstrumentError, InstrumentFault, Reading
 
 FETCH_COMMAND = ':FETC? "defbuffer1", READ, SOUR, REL, SOURSTAT'
 COUNT_COMMAND = ':TRAC:ACT? "defbuffer1"'
@@ -41,12 +41,14 @@ MEASURE_S = L.DEAD_MAN_MEASURE_TIME.value
 FIRST_READING_TIMEOUT_S = 1.0
 #: Shortest dead-man timeout: two windows of at least one reading each.
 MIN_TIMEOUT_S = 0.5
+#: Longest time between two readings of the model (a new setpoint waits for a fresh one).
+READING_PERIOD_MAX_S = 0.1
 
 
 @dataclass(frozen=True)
 class DeadManPlan:
     """The dead-man's numbers: off within `timeout_s` of the last heartbeat; end by itself
-    after `planned_s`; about one reading per `sample_interval_s`."""
+    after `planned_s`; a reading every sample interval, at least every READING_PERIOD_MAX_S."""
 
     timeout_s: float
     planned_s: float
@@ -68,7 +70,7 @@ class DeadManPlan:
     @property
     def readings_per_window(self) -> int:
         """K."""
-        return max(1, round(self.window_s / self.sample_interval_s))
+        return max(1, round(self.window_s / min(self.sample_interval_s, READING_PERIOD_MAX_S)))
 
     @property
     def delay_s(self) -> float:
@@ -110,6 +112,7 @@ class Keithley2450DeadManSource(Keithley2450CurrentSource):
         super().__init__(*args, **kwargs)
         self.dead_man: DeadManPlan | None = None
         self.dead_man_running = False
+        self._fresh_after: int | None = None  # buffer count a fresh reading must exceed
 
     def arm_dead_man(self, plan: DeadManPlan) -> None:
         """Use the dead-man for the next output-on (no I/O here)."""
@@ -155,6 +158,22 @@ class Keithley2450DeadManSource(Keithley2450CurrentSource):
                                       f"{'; '.join(errors)}".strip())
             time.sleep(0.01)
 
+    def set_current(self, amps: float) -> None:
+        """Set the level; while the model runs, the next read waits for a reading begun after."""
+        super().set_current(amps)
+        if self.dead_man_running:
+            with self.io_lock:
+                # The reading in progress (if any) completes as count + 1: still the old level.
+                self._fresh_after = self._buffer_count() + 1
+
+    def _buffer_count(self) -> int:
+        reply = self.ask(COUNT_COMMAND).strip()
+        try:
+            return int(reply)
+        except ValueError:
+            raise InstrumentError(f"{self.resource_name}: unparsable reply to "
+                                  f"{COUNT_COMMAND!r}: {reply!r}") from None
+
     def heartbeat(self) -> None:
         """Tell the dead-man the host is alive (*TRG); nothing while it is not running."""
         if self.dead_man_running:
@@ -165,6 +184,15 @@ class Keithley2450DeadManSource(Keithley2450CurrentSource):
         if not self.dead_man_running:
             return super().read()
         with self.io_lock:
+            if self._fresh_after is not None:
+                deadline = time.monotonic() + FIRST_READING_TIMEOUT_S
+                while self._buffer_count() <= self._fresh_after:
+                    if time.monotonic() > deadline:
+                        raise InstrumentFault(f"{self.resource_name}: the dead-man model "
+                                              "took no new reading within "
+                                              f"{FIRST_READING_TIMEOUT_S:g} s")
+                    time.sleep(0.005)
+                self._fresh_after = None
             return parse_reading(self.ask(FETCH_COMMAND).strip())
 
     def output_off(self) -> None:

@@ -672,6 +672,7 @@ class ConstantCurrentIontophoresis(Procedure):
     def _wait_for_resume(self) -> None:
         """While paused: output off; a stop ends the run, an emergency stop trips."""
         while not self._resume_request.is_set():
+            self._beat()  # the guard watches a paused run too (no false trip)
             self._check_interrupts(stoppable=False)
             if self._stop_request.is_set() or self.should_stop():
                 t = self._t()
@@ -766,27 +767,37 @@ class ConstantCurrentIontophoresis(Procedure):
                          visa_library=str(getattr(source, "_open_args", ("",))[0] or ""))
         link.start()
         self.guard = link
-        arm = getattr(source, "arm_dead_man", None)
-        if arm is not None:
-            self._dead_man = DeadManPlan(
-                timeout_s=dead_man_timeout(plan.sample_interval_s, link.timeout_s),
-                planned_s=CONTACT_CHECK_S + plan.total_s + plan.ramp_down_s
-                + L.DEAD_MAN_SLACK.value,
-                sample_interval_s=plan.sample_interval_s)
-            arm(self._dead_man)
-            self._event(self._t(), EventKind.INFO, f"2450 dead-man armed: the instrument "
-                        f"switches off {self._dead_man.timeout_s:g} s after the last heartbeat "
-                        f"and by itself {self._dead_man.planned_s:g} s after output-on")
+        self._arm_dead_man()
         self._event(self._t(), EventKind.INFO, f"Guard process {link.pid} armed on "
                     f"{link.resource} (timeout {link.timeout_s:g} s)")
 
+    def _arm_dead_man(self) -> None:
+        """2450: (re)arm the instrument's dead-man for what is left of the run from now."""
+        arm = getattr(self.source, "arm_dead_man", None)
+        if arm is None or self.guard is None:
+            return
+        plan = self._require_plan()
+        left = max(0.0, plan.total_s - self._elapsed(self._t()))  # pauses not counted
+        self._dead_man = DeadManPlan(
+            timeout_s=dead_man_timeout(plan.sample_interval_s, self.guard.timeout_s),
+            planned_s=CONTACT_CHECK_S + left + plan.ramp_up_s + plan.ramp_down_s
+            + L.DEAD_MAN_SLACK.value,
+            sample_interval_s=plan.sample_interval_s)
+        arm(self._dead_man)
+        self._event(self._t(), EventKind.INFO, f"2450 dead-man armed: the instrument switches "
+                    f"off {self._dead_man.timeout_s:g} s after the last heartbeat and by "
+                    f"itself {self._dead_man.planned_s:g} s after output-on")
+
     def _before_output_on(self) -> None:
-        """Refuse output-on unless the guard is up and armed; hold the sleep inhibitor."""
+        """Refuse output-on unless the guard is up and armed; re-arm the 2450 dead-man for
+        the time left; hold the sleep inhibitor."""
         if self.guard_required and (self.guard is None or not self.guard.armed
                                     or self.guard.problem() is not None):
             self._finish(Outcome.FAULT, GUARD_RULE, "Refused to switch the output on: the "
                          "guard process is not up and armed")
             raise _Abort
+        if self._dead_man is not None:
+            self._arm_dead_man()
         if isinstance(self._clock(), RealClock):
             self._inhibitor.acquire()
 

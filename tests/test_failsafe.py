@@ -211,3 +211,21 @@ def test_2450_dead_man_switches_off_within_t_when_run_and_guard_both_die(tmp_pat
         assert change["monotonic"] - last_beat <= timeout
         assert srv.state()["trigger_model"]["state"] == "IDLE"
         assert not list(tmp_path.glob("*.guard.json"))  # the guard was dead: the meter did it
+
+
+def test_a_long_pause_is_no_false_trip_and_the_2450_dead_man_is_rearmed(tmp_path):
+    with SimServer("keithley2450", port=0) as srv:
+        procedure, thread, summary = run_in_thread(srv, tmp_path, model="keithley2450")
+        wait_for(lambda: holding(srv), 30)
+        procedure.pause()
+        wait_for(lambda: procedure.paused, 10)
+        time.sleep(dead_man_timeout(0.2, TIMEOUT_S) + 0.5)  # longer than the guard's timeout
+        assert procedure.guard.problem() is None and not srv.state()["output"]
+        procedure.resume()
+        wait_for(lambda: holding(srv), 30)  # contact check, ramp up: the dead-man runs again
+        assert srv.state()["trigger_model"]["state"] == "RUNNING"
+        procedure.request_stop()
+        thread.join(20)
+    assert (summary["outcome"], summary["rule"]) == ("stopped", None)
+    assert summary["guard"]["tripped"] is False and not list(tmp_path.glob("*.guard.json"))
+    assert len(summary["pauses"]) == 1
