@@ -180,6 +180,8 @@ class ConstantCurrentIontophoresis(Procedure):
         self.storage_check: Callable[[], None] | None = None
         self.storage_close: Callable[[], None] | None = None
         self._started = False
+        #: Set when shutdown() has finished: output off, summary written (or attempted).
+        self.shutdown_done = threading.Event()
         self._storage_error: str | None = None
         self._storage_handled = False
         self.live = LiveStatus()
@@ -373,6 +375,8 @@ class ConstantCurrentIontophoresis(Procedure):
             self._shutdown()
         except BaseException:
             log.exception("Shutdown hit an error; the output-off attempt was made first")
+        finally:
+            self.shutdown_done.set()
 
     # ------------------------------------------------------------------ phases
 
