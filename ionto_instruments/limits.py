@@ -174,6 +174,17 @@ DRIVER_AREA = Range("DRIVER_AREA", 10.0, 0.01, 1000.0, "cm²",
 DRIVER_DENSITY = Range("DRIVER_DENSITY", 0.5, 0.001, MAX_DENSITY.value, "mA/cm²",
                        "density accepted by CurrentSource.limit_current_density", ENGINEERING)
 
+# -- input sanity of the command line and files (issue 9) ----------------------------------------
+
+CLOCK_SPEED = Range("CLOCK_SPEED", 60.0, 1.0, 600.0, "x",
+                    "--speed of the simulator's scaled clock (faster: use --fast, the virtual "
+                    "clock; beyond 600x the loop cannot keep its 0.05 s deadlines)", ENGINEERING)
+PROTOCOL_FILE_MAX = _limit("PROTOCOL_FILE_MAX", 1.0, "MB",
+                           "largest protocol file read (a regular file only)", ENGINEERING)
+FREE_SPACE_FACTOR = _limit("FREE_SPACE_FACTOR", 2.0, "x",
+                           "pre-flight: free space needed, as a multiple of the planned results "
+                           "file", ENGINEERING)
+
 #: Every entry, in the order of the README's table.
 TABLE: tuple[Limit | Range, ...] = tuple(
     value for value in dict(globals()).values() if isinstance(value, Limit | Range))

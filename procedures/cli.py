@@ -15,9 +15,10 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from ionto_instruments import __version__
+from ionto_instruments import limits as L
 
 from .contracts import EMERGENCY_STOP, INSTRUMENT_FAULT, PRE_FLIGHT, Outcome
 from .protocol_file import (
@@ -123,6 +124,25 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _speed(text: str) -> float:
+    """argparse type: the scaled clock's speed, within the limits table's CLOCK_SPEED."""
+    value = _finite_float(text)
+    speed = L.CLOCK_SPEED
+    if not speed.minimum <= value <= speed.maximum:
+        raise argparse.ArgumentTypeError(
+            f"{text} is outside {speed.minimum:g}-{speed.maximum:g} (times faster than real "
+            f"time); for the fastest run use --fast (the virtual clock)")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (exit 2): no usage block before the message."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_INVALID, f"{self.prog}: error: {' '.join(message.split())} "
+                                f"(see `{self.prog} --help`)\n")
+
+
 class _Formatter(argparse.RawDescriptionHelpFormatter):
     """Keep the epilog's examples as written; a little wider help column."""
 
@@ -161,7 +181,7 @@ def _add_sim_flag(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `ionto` and its subcommands."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ionto", formatter_class=_Formatter,
         description="Constant-current iontophoresis on a Keithley SourceMeter or its simulator.",
         epilog="examples:\n  ionto run --fast\n  ionto scenarios\n  ionto resources --sim\n"
@@ -186,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
                  **({"const": SIM} if setting.parameter == "scenario" else {}),
                  **({"type": _finite_float} if setting.kind is float else {}))
     clock = run.add_argument_group("clock (simulator only)").add_mutually_exclusive_group()
-    clock.add_argument("--speed", type=_positive_float, metavar="X",
+    clock.add_argument("--speed", type=_speed, metavar="X",
                        help="run the clock X times faster (e.g. 60: 30 minutes in 30 s)")
     clock.add_argument("--fast", action="store_true",
                        help="virtual clock: a 30-minute protocol in seconds")
@@ -236,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n  ionto gui --sim\n  ionto gui --sim impedance-drop@12 --speed 60\n"
                "  ionto gui --resource GPIB0::24::INSTR --model keithley2400")
     _add_sim_flag(gui)
-    gui.add_argument("--speed", type=_positive_float, metavar="X",
+    gui.add_argument("--speed", type=_speed, metavar="X",
                      help="simulator clock speed (default: the front panel's own)")
     add_flag(gui, BY_KEY["instrument.resource"])
     add_flag(gui, BY_KEY["instrument.model"], default="keithley2400")
@@ -280,8 +300,22 @@ def _error(prog: str, message: str) -> None:
 
 
 def _print_json(data: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
-    sys.stdout.flush()
+    """Print JSON on stdout; a closed stdout never changes the exit code (it is the outcome's)."""
+    try:
+        sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+        sys.stdout.flush()
+    except (AttributeError, OSError, ValueError):
+        _stdout_gone()
+
+
+def _stdout_gone() -> None:
+    """stdout is closed or a broken pipe: send the rest to /dev/null so that the
+    interpreter's final flush cannot fail either (it would exit 120)."""
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.close(devnull)
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives until exit
 
 
 # -- ionto run -------------------------------------------------------------------------------
@@ -293,6 +327,8 @@ def collect_settings(args: argparse.Namespace) -> tuple[dict[str, Sourced], list
     Raises UsageError (exit 2) for conflicting or invalid choices before anything is opened.
     """
     notes: list[str] = []
+    _not_empty(args, "sim", "--sim", "a scenario name, e.g. contact-loss@5 (or --sim alone)")
+    _not_empty(args, "protocol", "the protocol file", "a path to a TOML file")
     if args.protocol is None and args.sim and args.sim.endswith(".toml"):
         args.protocol, args.sim = args.sim, SIM  # `ionto run --sim p.toml`
     try:
@@ -337,6 +373,27 @@ def collect_settings(args: argparse.Namespace) -> tuple[dict[str, Sourced], list
         if args.seed is not None:
             notes.append("--seed applies to the simulator only; ignored")
     return values, notes
+
+
+def _not_empty(args: argparse.Namespace, dest: str, label: str, expected: str) -> None:
+    """Refuse an empty text option (`--output ''`): it would silently mean a default."""
+    value = getattr(args, dest, None)
+    if value is not None and not str(value).strip():
+        raise UsageError(f"{label} is empty; give {expected}", dest)
+
+
+def _check_fault_onset(procedure: ConstantCurrentIontophoresis, total_s: float) -> None:
+    """Refuse a simulator fault scheduled after the run's end: it would never happen."""
+    from ionto_instruments.simulator import parse_scenario
+
+    from .iontophoresis import CONTACT_CHECK_S
+
+    scenario = parse_scenario(procedure.scenario)
+    end_s = CONTACT_CHECK_S + total_s
+    if scenario.fault is not None and scenario.onset_s > end_s:
+        raise UsageError(f"--sim {scenario.name}: the fault at minute {scenario.onset_min:g} "
+                         f"would never happen; the run ends at minute {end_s / 60:.2f} (contact "
+                         f"check + treatment time)", "scenario")
 
 
 def make_run_clock(args: argparse.Namespace, simulated: bool) -> Clock:
@@ -395,6 +452,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     simulated = "instrument.resource" not in values
     procedure = build_procedure(values)
     plan = procedure.build_plan()
+    if simulated:
+        _check_fault_onset(procedure, plan.total_s)
+    _not_empty(args, "output", "--output", "a folder for the results (default: runs)")
     output_dir = Path(args.output)
     try:
         check_output_dir(output_dir, planned_file_bytes(plan.total_s, plan.sample_interval_s))
@@ -497,8 +557,9 @@ def _print_summary(summary: dict[str, Any], planned: float, stream: TextIO, code
     try:
         stream.write("\n".join(lines) + "\n")
         stream.flush()
-    except (OSError, ValueError):
-        pass
+    except (AttributeError, OSError, ValueError):
+        if stream is sys.stdout:
+            _stdout_gone()
 
 
 # -- the other commands ----------------------------------------------------------------------
