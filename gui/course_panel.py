@@ -267,7 +267,8 @@ class CoursePanel(QtWidgets.QWidget):
             f"of {view['trial_count']}, at least {view['min_interval_days']} days apart, weekly "
             f"after {view['weekly_after_days']} days; "
             f"{len([s for s in view['sessions'] if s['outcome'] != 'refused'])} session(s) "
-            f"run, {len(view['reviews'])} review(s).")
+            f"run, {len(view['reviews'])} review(s).<br>Schedule: "
+            + "; ".join(f"{p['date']} {p['what']}" for p in view["schedule"]))
         nxt = view["next_session"]
         if nxt["allowed"]:
             when = f" (earliest {nxt['earliest']})" if nxt["earliest"] else ""

@@ -185,6 +185,18 @@ FREE_SPACE_FACTOR = _limit("FREE_SPACE_FACTOR", 2.0, "x",
                            "pre-flight: free space needed, as a multiple of the planned results "
                            "file", ENGINEERING)
 
+# -- the course plan and the before/after form (procedures/records) ------------------------------
+
+_COURSE = f"{EVIDENCE} (Courses and records: the leaflet)"
+TRIAL_COUNT = Range("TRIAL_COUNT", 6, 4, 8, "sessions",
+                    "a course's trial before the specialist's review", _COURSE)
+MIN_INTERVAL = Range("MIN_INTERVAL", 2, 1, 14, "days",
+                     "minimum interval between a course's sessions (2: twice weekly)", _COURSE)
+WEEKLY_AFTER = Range("WEEKLY_AFTER", 28, 7, 180, "days",
+                     "a course goes weekly after (the leaflet: about four weeks)", _COURSE)
+PAIN_NRS = Range("PAIN_NRS", 0, 0, 10, "points", "pain score before/after a session (NRS)",
+                 f"{EVIDENCE} (Courses and records: adverse-event questionnaires)")
+
 #: Every entry, in the order of the README's table.
 TABLE: tuple[Limit | Range, ...] = tuple(
     value for value in dict(globals()).values() if isinstance(value, Limit | Range))

@@ -105,7 +105,7 @@ def strict_range_with_units(quantity: str, unit: str, *, low_open: bool = False,
     return validator
 
 
-#: Signed source current: within ±4 mA whatever the dynamic ``values`` say.
+#: Signed source current: within ±MAX_CURRENT (limits table) whatever the dynamic ``values`` say.
 source_current_validator = strict_range_with_units("source current", "A",
                                                    hard_limits=CURRENT_LIMITS)
 compliance_voltage_validator = strict_range_with_units("compliance voltage", "V", low_open=True,
@@ -326,7 +326,7 @@ class SourceMeterMixin(CurrentSource):
     # -- ceilings -------------------------------------------------------------------------
 
     def _apply_current_ceiling(self, amps: float) -> None:
-        """Narrow the dynamic ``source_current`` values to ±`amps` (never above 4 mA)."""
+        """Narrow the dynamic ``source_current`` values to ±`amps` (never above MAX_CURRENT)."""
         ceiling = check_range("current ceiling", amps, 0.0, MAX_CURRENT_A, "A")
         self.source_current_values = (-ceiling, ceiling)
 

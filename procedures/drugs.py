@@ -3,7 +3,7 @@
 A drug goes under the electrode of its own charge: a cation is driven from the anode (+), an
 anion from the cathode (−). With the drug (active) electrode wired to the SourceMeter's HI
 terminal and the return electrode to LO, positive current delivers a cation and negative
-current delivers an anion (facts.md, "Drug polarity"). So `polarity` is the sign of the
+current delivers an anion (docs/evidence.md, "Drug polarity"). So `polarity` is the sign of the
 setpoint and the wiring never changes.
 """
 
@@ -63,19 +63,19 @@ def _drug(key: str, name: str, brand: str, charge: int, evidence: str,
 #: The drug library, by stable key (the leaflet's four, lidocaine as reference, and none).
 DRUGS: dict[str, Drug] = {d.key: d for d in (
     _drug("bupivacaine", "bupivacaine", "Marcaine", +1,
-          "Cation: a weak base, protonated in the patch; delivered from the anode (facts.md "
-          "drug polarity table)."),
+          "Cation: a weak base, protonated in the patch; delivered from the anode "
+          "(docs/evidence.md drug polarity table)."),
     _drug("dexamethasone", "dexamethasone sodium phosphate", "Decadron", -1,
-          "Anion: \"must be delivered from the cathode\" (Sylvestre et al., via facts.md).",
+          "Anion: \"must be delivered from the cathode\" (Sylvestre et al., via docs/evidence.md).",
           aliases=("dexamethasone phosphate",)),
     _drug("clonidine", "clonidine", "Catapresan", +1,
           "Cation (amine salt); anode inferred from the charge, no direct source found "
-          "(facts.md)."),
+          "(docs/evidence.md)."),
     _drug("ketamine", "ketamine", "", +1,
           "Cation (amine salt); anode inferred from the charge, no direct source found "
-          "(facts.md)."),
+          "(docs/evidence.md)."),
     _drug("lidocaine", "lidocaine", "", +1,
-          "Cation; the reference drug for anodal iontophoresis (facts.md drug polarity "
+          "Cation; the reference drug for anodal iontophoresis (docs/evidence.md drug polarity "
           "table)."),
     _drug("none", "saline (no drug)", "", 0,
           "No drug: a saline or sham run is delivered from the anode (positive current) by "

@@ -261,7 +261,7 @@ class SafetyConfig:
         _require(self.voltage_rearm_fraction < self.voltage_warn_fraction,
                  "voltage_rearm_fraction must be below voltage_warn_fraction")
         _require(self.stale_after_s is None or self.stale_after_s > 0,
-                 "stale_after_s must be positive (or None for 3 sample intervals)")
+                 "stale_after_s must be positive (or None for STALE_INTERVALS sample intervals)")
 
     @property
     def stale_limit_s(self) -> float:

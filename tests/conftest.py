@@ -11,6 +11,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
+# The one place the tests choose Qt's headless platform (before anything imports Qt); the
+# subprocesses of the CLI tests inherit it through os.environ.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from ionto_instruments.clock import VirtualClock  # noqa: E402

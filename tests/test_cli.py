@@ -20,8 +20,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import pandas as pd
 import pytest
+from helpers import rows_of
 
 from ionto_instruments.procedures import cli
 from ionto_instruments.procedures.iontophoresis import LiveStatus
@@ -53,7 +53,6 @@ sys.exit(main(sys.argv[1:]))
 
 def _env() -> dict[str, str]:
     env = dict(os.environ)
-    env.setdefault("QT_QPA_PLATFORM", "offscreen")
     env.pop("IONTO_RESOURCE", None)
     return env
 
@@ -93,8 +92,6 @@ def expected_png_size() -> tuple[int, int]:
     return round(report.FIGSIZE_IN[0] * dpi), round(report.FIGSIZE_IN[1] * dpi)
 
 
-def rows_of(summary: dict[str, Any]) -> pd.DataFrame:
-    return pd.read_csv(summary["results_file"], comment="#")
 
 
 # -- runs shared by several tests -------------------------------------------------------------
@@ -376,7 +373,6 @@ def test_gui_that_cannot_be_imported_is_one_line_and_exit_1(tmp_path):
 def test_gui_passes_scenario_speed_resource_and_model_to_the_front_panel(monkeypatch):
     app = pytest.importorskip("ionto_instruments.gui.app")
     calls: list[dict[str, Any]] = []
-    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
     monkeypatch.setattr(app, "run_gui", lambda **kwargs: calls.append(kwargs) or 0)
     assert cli.main(["gui", "--sim", "Drying@3", "--speed", "30"]) == 0
     assert cli.main(["gui", "--resource", "GPIB0::24::INSTR", "--model", "keithley2450"]) == 0

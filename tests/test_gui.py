@@ -5,13 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from pathlib import Path
 
 import pytest
-
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-
 from pymeasure.experiment import Procedure  # noqa: E402
 from pyqtgraph.Qt import QtCore, QtWidgets  # noqa: E402
 

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import math
-import os
 from types import SimpleNamespace
 
 import numpy as np
 import pyqtgraph as pg
 import pytest
-
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from ionto_instruments.gui.charts import ChartsWidget, ChunkedCurve, ResultsTail  # noqa: E402
 from ionto_instruments.gui.dialogs import ScreeningDialog  # noqa: E402

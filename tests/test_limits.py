@@ -142,3 +142,13 @@ def test_one_clock_factory_serves_cli_and_gui():
     fast = build_parser().parse_args(["run", "--fast"])
     assert isinstance(make_run_clock(fast, simulated=True), VirtualClock)
     assert isinstance(make_run_clock(fast, simulated=False), RealClock)
+
+
+def test_evidence_is_shipped_and_cited_only_from_the_repository():
+    root = README.parent
+    evidence = (root / "docs" / "evidence.md").read_text(encoding="utf-8")
+    assert "## Drug polarity" in evidence and "80 mA·min" in evidence
+    assert (root / "docs" / "patient-leaflet-iontophoresis.txt").exists()
+    for folder in ("ionto_instruments", "procedures", "gui"):
+        for path in (root / folder).rglob("*.py"):
+            assert "facts.md" not in path.read_text(encoding="utf-8"), path

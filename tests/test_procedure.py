@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
 
 import pandas as pd
 import pytest
+from helpers import OUTPUT_OFF, SET_CURRENT
 from pymeasure.experiment import Results
 
 from ionto_instruments.clock import ScaledClock, VirtualClock
@@ -16,11 +16,6 @@ from ionto_instruments.procedures.iontophoresis import ConstantCurrentIontophore
 from ionto_instruments.procedures.plan import InvalidParameter
 from ionto_instruments.procedures.results import DATA_COLUMNS, IontoResults, load_summary
 from ionto_instruments.procedures.runner import make_procedure, run_protocol
-
-#: The simulator's command log: a source-current setting, and an output-off (any spelling).
-SET_CURRENT = re.compile(r"^:?SOUR(?:CE)?:CURR(?:ENT)?(?::LEV(?:EL)?(?::IMM(?:EDIATE)?)?"
-                         r"(?::AMPL(?:ITUDE)?)?)? +(\S+)$", re.IGNORECASE)
-OUTPUT_OFF = re.compile(r"^:?OUTP(?:UT)?(?::STAT(?:E)?)? +(?:0|OFF)$", re.IGNORECASE)
 
 SUMMARY_FIELDS = {"outcome", "rule", "reason", "planned_dose_mA_min", "delivered_dose_mA_min",
                   "duration_s", "samples", "output_off_confirmed", "instrument", "simulated",
@@ -151,6 +146,7 @@ def test_inconsistent_parameters_are_refused_in_preflight(run_protocol_on_sim):
     assert run.summary["samples"] == 0
 
 
+@pytest.mark.slow  # real (scaled) time: about a second
 def test_operator_stop_ramps_down_then_switches_off(tmp_path):
     procedure = make_procedure(treatment_time=30.0)
     clock = ScaledClock(600.0)
@@ -169,6 +165,7 @@ def test_operator_stop_ramps_down_then_switches_off(tmp_path):
     assert any(e["kind"] == "stop" for e in summary["events"])
 
 
+@pytest.mark.slow  # real (scaled) time: about a second
 def test_emergency_stop_from_another_thread_switches_off_at_once(tmp_path):
     procedure = make_procedure(treatment_time=30.0)
     clock = ScaledClock(600.0)

@@ -2,7 +2,7 @@
 
 Skin resistance falls once DC flows (hydration, pores opening): R(t) = R∞ + (R0 − R∞)·e^(−t/τ),
 where t is the time since the output was first switched on after the last *RST; before that
-R = R0. Defaults follow shared/domain/facts.md: R0 = 15 kΩ, R∞ = 3 kΩ, τ = 2 min.
+R = R0. Defaults follow docs/evidence.md ("Skin under DC"): R0 = 15 kΩ, R∞ = 3 kΩ, τ = 2 min.
 
 Measurement noise is Gaussian and seeded, so a run is repeatable: on V a relative part
 (default σ = 0.3 % of the reading) plus an absolute part (σ = 1 mV); on I an absolute part

@@ -402,9 +402,21 @@ def course_view(store: Store, course_id: int | str) -> dict[str, Any]:
         sessions.append({**_session_dict(session, outcome),
                          "observations": [_observation_dict(o)
                                           for o in store.observations(session.id)]})
+    from .rules import projected_schedule
+    from .store import to_utc
+
+    delivered_count = sum(1 for s in sessions if s["outcome"] != "refused")
+    today = datetime.now().astimezone().date()
+    schedule = projected_schedule(
+        started_on=to_utc(course.started_on).astimezone().date(),
+        first_free=max(verdict.earliest or today, today), delivered=delivered_count,
+        trial_count=course.trial_count, min_interval_days=course.min_interval_days,
+        weekly_after_days=course.weekly_after_days, reviewed=bool(store.reviews(course.id)),
+        horizon=min(9, max(2, course.trial_count - delivered_count + 1)))
     return {
         **_course_dict(course, subject.code),
         "drug_now": verdict.drug,
+        "schedule": [{"date": day.isoformat(), "what": what} for day, what in schedule],
         "next_session": {
             "number": verdict.number, "allowed": verdict.allowed,
             "earliest": verdict.earliest.isoformat() if verdict.earliest else None,
@@ -442,6 +454,7 @@ def cmd_course_show(args: argparse.Namespace) -> int:
     for r in view["reviews"]:
         print(f"  review {_local(r['decided_on'])[:10]}: {r['decision']}"
               f"{' -> ' + r['new_drug'] if r['new_drug'] else ''} ({r['reviewer']}) {r['note']}")
+    print("Schedule: " + "; ".join(f"{p['date']} {p['what']}" for p in view["schedule"]))
     nxt = view["next_session"]
     if nxt["allowed"]:
         print(f"Next: session {nxt['number']} may start"

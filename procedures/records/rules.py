@@ -9,15 +9,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-#: Plan ranges and defaults (the leaflet: a trial of 4-8, twice weekly, weekly after ~4 weeks).
-TRIAL_COUNT_RANGE = (4, 8)
-TRIAL_COUNT_DEFAULT = 6
-MIN_INTERVAL_RANGE_DAYS = (1, 14)
-MIN_INTERVAL_DEFAULT_DAYS = 2
-WEEKLY_AFTER_RANGE_DAYS = (7, 180)
-WEEKLY_AFTER_DEFAULT_DAYS = 28
+from ionto_instruments import limits as L
+
+#: Plan ranges and defaults, from the limits table (the leaflet: a trial of 4-8, twice weekly,
+#: weekly after about four weeks).
+TRIAL_COUNT_RANGE = (int(L.TRIAL_COUNT.minimum), int(L.TRIAL_COUNT.maximum))
+TRIAL_COUNT_DEFAULT = int(L.TRIAL_COUNT.default)
+MIN_INTERVAL_RANGE_DAYS = (int(L.MIN_INTERVAL.minimum), int(L.MIN_INTERVAL.maximum))
+MIN_INTERVAL_DEFAULT_DAYS = int(L.MIN_INTERVAL.default)
+WEEKLY_AFTER_RANGE_DAYS = (int(L.WEEKLY_AFTER.minimum), int(L.WEEKLY_AFTER.maximum))
+WEEKLY_AFTER_DEFAULT_DAYS = int(L.WEEKLY_AFTER.default)
 WEEKLY_INTERVAL_DAYS = 7
-NRS_RANGE = (0, 10)
+NRS_RANGE = (int(L.PAIN_NRS.minimum), int(L.PAIN_NRS.maximum))
 
 GRADES = ("none", "mild", "moderate", "severe")
 PHASES = ("before", "after", "next-day")
@@ -217,3 +220,22 @@ def no_drive_sentence(reason: str) -> str:
     """The flag's sentence for the panel, the CLI and the record."""
     return (f"{NO_DRIVE_TEXT} ({reason}): the patient may not drive; someone else must bring "
             f"them home (leaflet, 'Going home').")
+
+
+def projected_schedule(*, started_on: date, first_free: date, delivered: int, trial_count: int,
+                       min_interval_days: int, weekly_after_days: int,
+                       reviewed: bool, horizon: int = 4) -> list[tuple[date, str]]:
+    """The next planned dates: the trial's remaining sessions at the minimum interval, then the
+    review, then weekly once the course is older than `weekly_after_days` (the leaflet's plan).
+    """
+    plan: list[tuple[date, str]] = []
+    day, count = first_free, delivered
+    while len(plan) < horizon:
+        if count >= trial_count and not reviewed:
+            plan.append((day, "review by the pain specialist (trial complete)"))
+            break
+        weekly = (day - started_on).days >= weekly_after_days
+        plan.append((day, f"session {count + 1}" + (" (weekly)" if weekly else "")))
+        count += 1
+        day += timedelta(days=WEEKLY_INTERVAL_DAYS if weekly else min_interval_days)
+    return plan

@@ -51,6 +51,8 @@ def test_subject_and_course_verbs_with_json(capsys, db, course) -> None:
     code, view = ionto_json(capsys, "course", "show", course, *db)
     assert view["next_session"]["allowed"] and view["next_session"]["no_drive"]
     assert "MUST NOT DRIVE HOME" in view["next_session"]["no_drive_text"]
+    assert [p["what"] for p in view["schedule"]] == [
+        *(f"session {n}" for n in range(1, 7)), "review by the pain specialist (trial complete)"]
     code, out, _ = ionto(capsys, "course", "show", course, *db)
     assert "MUST NOT DRIVE HOME (first treatment)" in out and "Next: session 1 may start" in out
 

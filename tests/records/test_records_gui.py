@@ -4,11 +4,8 @@ history, the course chart, the before/after form, and runs recorded from the fro
 from __future__ import annotations
 
 import logging
-import os
 
 import pytest
-
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from ionto_instruments.gui.course_panel import NO_COURSE, CoursePanel  # noqa: E402
 from ionto_instruments.procedures.records import Store  # noqa: E402
@@ -41,6 +38,8 @@ def test_panel_shows_plan_and_the_no_driving_flag_for_a_first_session(panel) -> 
     assert panel.subject_box.currentText() == "S001"
     assert panel.course_box.currentText() == "course 1: bupivacaine"
     assert "trial of 4" in panel.plan_label.text()
+    assert "Schedule: " in panel.plan_label.text() and "review by the pain specialist" in \
+        panel.plan_label.text()
     assert panel.next_label.text() == "Next: session 1 may start."
     assert panel.no_drive_label.isVisible()
     assert "MUST NOT DRIVE HOME (first treatment)" in panel.no_drive_label.text()

@@ -337,3 +337,21 @@ def test_two_writers_lose_nothing_and_the_chain_verifies(db_url: str, now) -> No
     assert report.ok, report.problems
     assert report.entries == 2 + 2 + 2 * per_writer * 3
     setup.close()
+
+
+def test_projected_schedule_twice_weekly_then_review_then_weekly() -> None:
+    from datetime import date
+
+    from ionto_instruments.procedures.records.rules import projected_schedule
+
+    start = date(2026, 11, 2)
+    plan = projected_schedule(started_on=start, first_free=date(2026, 11, 9), delivered=2,
+                              trial_count=4, min_interval_days=2, weekly_after_days=28,
+                              reviewed=False)
+    assert plan == [(date(2026, 11, 9), "session 3"), (date(2026, 11, 11), "session 4"),
+                    (date(2026, 11, 13), "review by the pain specialist (trial complete)")]
+    later = projected_schedule(started_on=start, first_free=date(2026, 11, 30), delivered=6,
+                               trial_count=6, min_interval_days=2, weekly_after_days=28,
+                               reviewed=True, horizon=2)
+    assert later == [(date(2026, 11, 30), "session 7 (weekly)"),
+                     (date(2026, 12, 7), "session 8 (weekly)")]
