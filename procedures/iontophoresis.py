@@ -37,6 +37,7 @@ from ionto_instruments.connect import (
     SUPPORTED_MODELS,
     open_source,
 )
+from ionto_instruments.instrument_lock import InstrumentLock, lock_visa_session
 from ionto_instruments.limits import Range, ascii_unit
 from ionto_instruments.output import OutputGuard
 from ionto_instruments.source import CurrentSource, InstrumentError, InstrumentFault
@@ -180,6 +181,7 @@ class ConstantCurrentIontophoresis(Procedure):
         self.storage_check: Callable[[], None] | None = None
         self.storage_close: Callable[[], None] | None = None
         self._started = False
+        self._instrument_lock: InstrumentLock | None = None
         #: Set when shutdown() has finished: output off, summary written (or attempted).
         self.shutdown_done = threading.Event()
         self._storage_error: str | None = None
@@ -328,12 +330,17 @@ class ConstantCurrentIontophoresis(Procedure):
             self._finish(Outcome.REFUSED, PRE_FLIGHT, f"Refused before energizing: {exc}")
             return
         try:
+            if self.source is None and self.resource:
+                self._instrument_lock = InstrumentLock(self.resource)
+                self._instrument_lock.acquire()  # one instrument, one controller
             if self.source is None:
                 self.source = open_source(
                     resource=self.resource or None, model=self.instrument_model,
                     scenario=self.scenario, clock=self.clock, seed=int(self.seed),
                     baud_rate=int(self.baud_rate), terminator=self.serial_terminator)
                 self._opened_source = True
+                if self.resource:
+                    lock_visa_session(self.source, self.resource)
             self.output.attach(self.source)
             self.instrument_idn = self.source.identify()
             self.simulated = str(bool(self.source.simulated))
@@ -614,6 +621,8 @@ class ConstantCurrentIontophoresis(Procedure):
                 self.source.close()
             except Exception as exc:
                 log.warning("Closing the instrument session failed: %s", exc)
+        if self._instrument_lock is not None:
+            self._instrument_lock.release()  # after the close: the output is off by now
         status = {Outcome.COMPLETED: Procedure.FINISHED, Outcome.STOPPED: Procedure.FINISHED,
                   Outcome.ABORTED: Procedure.ABORTED}.get(state.outcome, Procedure.FAILED)
         # Report only what the Worker will not: after an exception it has already sent FAILED,
