@@ -81,9 +81,8 @@ def test_the_lock_dies_with_its_process_even_after_kill_9(holder):
 
 def test_locks_are_per_instrument_and_released_after_the_run(lock_dir):
     first, other = InstrumentLock("GPIB0::24::INSTR"), InstrumentLock("GPIB0::25::INSTR")
-    with first, other:  # two instruments: two controllers are fine
-        with pytest.raises(InstrumentBusy):
-            InstrumentLock("GPIB0::24::INSTR").acquire()  # same process, second controller
+    with first, other, pytest.raises(InstrumentBusy):  # two instruments: two controllers
+        InstrumentLock("GPIB0::24::INSTR").acquire()  # same process, second controller
     with InstrumentLock("GPIB0::24::INSTR"):
         pass
     assert canonical_resource("gpib::24") == canonical_resource("GPIB0::24::INSTR")
