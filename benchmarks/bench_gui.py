@@ -29,14 +29,14 @@ import pyqtgraph as pg  # noqa: E402
 from pyqtgraph.Qt import QtWidgets  # noqa: E402
 
 from ionto_instruments.gui import theme  # noqa: E402
-from ionto_instruments.gui.charts import (  # noqa: E402
+from ionto_instruments.gui.charts import ChartsWidget  # noqa: E402
+from ionto_instruments.gui.results_tail import (  # noqa: E402
     CURRENT,
     DOSE,
     IMPEDANCE,
     SETPOINT,
     TIME,
     VOLTAGE,
-    ChartsWidget,
 )
 from ionto_instruments.procedures.results import IontoResults  # noqa: E402
 from ionto_instruments.procedures.runner import make_procedure  # noqa: E402

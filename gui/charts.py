@@ -10,11 +10,8 @@ cheap too.
 from __future__ import annotations
 
 import contextlib
-import csv
 import logging
 import math
-import os
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -23,26 +20,35 @@ from pymeasure.display.widgets.tab_widget import TabWidget
 from pyqtgraph.Qt import QtCore, QtGui, QtWidgets
 
 from ionto_instruments.procedures.drugs import get_drug
-from ionto_instruments.procedures.iontophoresis import CONTACT_CHECK_S
+from ionto_instruments.procedures.iontophoresis import CONTACT_CHECK_MA, CONTACT_CHECK_S
 from ionto_instruments.procedures.plan import DOSE_CAP_MA_MIN
+from ionto_instruments.procedures.safety import SafetyConfig
 
 from . import theme
+from .chunked_curve import ChunkedCurve, add_item, remove_item
+from .results_tail import (
+    CURRENT,
+    DOSE,
+    EVENT,
+    IMPEDANCE,
+    PHASE,
+    SETPOINT,
+    TIME,
+    VOLTAGE,
+    ResultsTail,
+)
 
 log = logging.getLogger(__name__)
 log.addHandler(logging.NullHandler())
 
-TIME = "Time (s)"
-PHASE = "Phase"
-SETPOINT = "Setpoint (mA)"
-CURRENT = "Current (mA)"
-VOLTAGE = "Voltage (V)"
-IMPEDANCE = "Impedance (kohm)"
-DOSE = "Dose (mA*min)"
-EVENT = "Event"
-TEXT_COLUMNS = (PHASE, EVENT)
+#: Below this |current| an impedance V/I means nothing (offsets dominate): neither shown nor
+#: charted. The contact check's own current still counts.
+NEAR_ZERO_MA = 0.8 * CONTACT_CHECK_MA
+#: Above this the contact is open or lifting (the impedance-high rule's threshold).
+OPEN_KOHM = float(SafetyConfig.__dataclass_fields__["impedance_high_kohm"].default)
+#: Impedances above this are charted at this value: an open circuit never rescales the axis.
+CHART_MAX_KOHM = 2 * OPEN_KOHM
 
-#: Points per chunk: a completed chunk becomes a static item that is never updated again.
-CHUNK_SIZE = 4096
 #: Event lines drawn per run at most (warnings may repeat every sample).
 MAX_EVENT_LINES = 24
 
@@ -51,258 +57,13 @@ RUN_PALETTE = ("#ffd43b", "#4dabf7", "#ff922b", "#69db7c", "#f783ac", "#a9e34b",
                "#66d9e8")
 
 
-def _to_float(cell: str) -> float:
-    try:
-        return float(cell)
-    except ValueError:
-        return math.nan
-
-
-@dataclass
-class RowBlock:
-    """Rows parsed from the file: numeric columns as float arrays, text columns as lists."""
-
-    numbers: dict[str, np.ndarray] = field(default_factory=dict)
-    text: dict[str, list[str]] = field(default_factory=dict)
-    count: int = 0
-
-    def __len__(self) -> int:
-        return self.count
-
-
-class ResultsTail:
-    """Read a growing PyMeasure CSV incrementally: only complete lines appended since last time.
-
-    The header (comment lines, then the column labels) is re-read until the first data line
-    exists, because PyMeasure rewrites the file once to insert the metadata before any row.
-    """
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = str(path)
-        self.offset = 0
-        self.columns: list[str] | None = None
-        self.rows_read = 0
-        self._partial = b""
-
-    def read_new(self) -> RowBlock:
-        """Return the rows appended since the last call (possibly none)."""
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(self.offset)
-                data = f.read()
-        except FileNotFoundError:
-            return RowBlock()
-        if not data:
-            return RowBlock()
-        buffer = self._partial + data
-        cut = buffer.rfind(b"\n")
-        if cut < 0:
-            self._partial = buffer
-            self.offset += len(data)
-            return RowBlock()
-        complete = buffer[:cut + 1]
-        lines = complete.decode("utf-8", errors="replace").splitlines()
-        if self.columns is None:
-            lines = [line for line in lines if line and not line.startswith("#")]
-            if len(lines) < 2:  # labels only (or nothing): re-read the header next time
-                return RowBlock()
-            self.columns = next(csv.reader([lines[0]]))
-            lines = lines[1:]
-        self._partial = buffer[cut + 1:]
-        self.offset += len(data)
-        return self._parse([line for line in lines if line and not line.startswith("#")])
-
-    def _parse(self, lines: list[str]) -> RowBlock:
-        columns = self.columns or []
-        rows = [row for row in csv.reader(lines) if len(row) == len(columns)]
-        if not rows:
-            return RowBlock()
-        self.rows_read += len(rows)
-        block = RowBlock(count=len(rows))
-        for index, name in enumerate(columns):
-            cells = [row[index] for row in rows]
-            if name in TEXT_COLUMNS:
-                block.text[name] = cells
-                continue
-            try:
-                block.numbers[name] = np.asarray(cells, dtype=float)
-            except ValueError:  # an empty cell or a stray word: parse one by one
-                block.numbers[name] = np.fromiter((_to_float(c) for c in cells), float,
-                                                  len(cells))
-        return block
-
-
-def _without_clipping(item: pg.GraphicsObject, action: Any) -> None:
-    """Run `action` with the item's clip-to-view off (pyqtgraph 0.14 workaround).
-
-    While Qt moves an item into or out of a scene, pyqtgraph asks a clip-to-view item to
-    recompute its display data against the GraphicsView, which has no `autoRangeEnabled`
-    (AttributeError). PlotItem.addItem re-applies the plot's clip mode afterwards.
-    """
-    opts = getattr(item, "opts", None)
-    saved = None
-    if isinstance(opts, dict) and "clipToView" in opts:
-        saved, opts["clipToView"] = opts["clipToView"], False
-    try:
-        action()
-    finally:
-        if saved is not None and not opts["clipToView"]:
-            opts["clipToView"] = saved
-
-
-def _add_item(plot: pg.PlotItem, item: pg.GraphicsObject, ignore_bounds: bool = False) -> None:
-    """Add an item to a plot (clip-to-view and peak downsampling come from the plot)."""
-    _without_clipping(item, lambda: plot.addItem(item, ignoreBounds=ignore_bounds))
-
-
-def _remove_item(plot: pg.PlotItem, item: pg.GraphicsObject) -> None:
-    """Remove an item from a plot."""
-    _without_clipping(item, lambda: plot.removeItem(item))
-
-
-class ChunkedCurve:
-    """A growing curve made of fixed-size chunks; only the last chunk is ever updated.
-
-    Completed chunks hold 1 + `chunk_size` points (the first repeats the previous chunk's
-    last point, so the line has no gap) and are drawn with min/max ("peak") downsampling by
-    a power of two chosen from the view: `chunk_size` is a multiple of it, so the only point
-    a bin can leave out is the last one, which the next chunk draws again. pyqtgraph's own
-    auto-downsampling drops up to ds-1 trailing points instead (a final spike would vanish).
-    The live chunk is drawn at full resolution, so the newest sample is always on screen.
-    """
-
-    def __init__(self, plot: pg.PlotItem, pen: Any, chunk_size: int = CHUNK_SIZE,
-                 z: float = 0.0) -> None:
-        if chunk_size & (chunk_size - 1):
-            raise ValueError("chunk_size must be a power of two")
-        self.plot = plot
-        self.pen = pen
-        self.chunk_size = chunk_size
-        self.z = z
-        self.items: list[pg.PlotDataItem] = []
-        self.attached = True
-        self.count = 0
-        #: Downsampling factor of the completed chunks (a power of two).
-        self.ds = 1
-        self._first_x = math.nan
-        self._last_x = math.nan
-        #: Extremes of the points appended so far (for the charts' own y-scaling).
-        self.y_min = math.inf
-        self.y_max = -math.inf
-        self.y_min_positive = math.inf
-        self._x = np.empty(0)
-        self._y = np.empty(0)
-        self._n = 0
-        self._live: pg.PlotDataItem | None = None
-
-    def _configure(self, item: pg.PlotDataItem) -> None:
-        # after PlotItem.addItem, which imposes the plot's own downsampling mode
-        item.setClipToView(True)
-        item.setDynamicRangeLimit(None)  # the charts keep every point in view themselves
-        item.setDownsampling(ds=1 if item is self._live else self.ds, auto=False,
-                             method="peak")
-
-    def _new_item(self) -> pg.PlotDataItem:
-        item = pg.PlotDataItem(pen=self.pen, antialias=False)
-        item.setSkipFiniteCheck(True)
-        item.setZValue(self.z)
-        self.items.append(item)
-        self._live = item
-        if self.attached:
-            _add_item(self.plot, item)
-            self._configure(item)
-        return item
-
-    def append(self, x: np.ndarray, y: np.ndarray) -> None:
-        """Append points (non-finite ones are dropped); touches only the last chunk."""
-        keep = np.isfinite(x) & np.isfinite(y)
-        if not keep.all():
-            x, y = x[keep], y[keep]
-        i, total = 0, len(x)
-        if total:
-            if math.isnan(self._first_x):
-                self._first_x = float(x[0])
-            self._last_x = float(x[-1])
-            self.y_min = min(self.y_min, float(y.min()))
-            self.y_max = max(self.y_max, float(y.max()))
-            positive = y[y > 0]
-            if len(positive):
-                self.y_min_positive = min(self.y_min_positive, float(positive.min()))
-        while i < total:
-            if self._live is None:
-                self._x = np.empty(self.chunk_size + 1)
-                self._y = np.empty(self.chunk_size + 1)
-                self._n = 0
-                if self.items:  # start where the previous chunk ended, so the line is joined
-                    last_x, last_y = self.items[-1].getOriginalDataset()
-                    self._x[0], self._y[0] = last_x[-1], last_y[-1]
-                    self._n = 1
-                self._new_item()
-            live = self._live
-            take = min(self.chunk_size + 1 - self._n, total - i)
-            self._x[self._n:self._n + take] = x[i:i + take]
-            self._y[self._n:self._n + take] = y[i:i + take]
-            self._n += take
-            i += take
-            self.count += take
-            if self._n == self.chunk_size + 1:  # full: final data, then never touched again
-                self._live = None
-                live.setData(self._x, self._y)
-                if self.ds != 1:
-                    live.setDownsampling(ds=self.ds, auto=False, method="peak")
-        if self._live is not None and total:
-            self._live.setData(self._x[:self._n], self._y[:self._n])
-
-    def set_density(self, pixels_per_unit: float) -> None:
-        """Pick the completed chunks' downsampling for the view (about one bin per pixel)."""
-        span = self._last_x - self._first_x
-        if not (self.count > 1 and span > 0 and pixels_per_unit > 0):
-            return
-        points_per_pixel = self.count / (span * pixels_per_unit)
-        ds = 1
-        while ds * 2 <= min(points_per_pixel, self.chunk_size):
-            ds *= 2
-        if ds == self.ds:
-            return
-        self.ds = ds
-        for item in self.items:
-            if item is not self._live:
-                item.setDownsampling(ds=ds, auto=False, method="peak")
-
-    def data(self) -> tuple[np.ndarray, np.ndarray]:
-        """All points (for tests and exports), chunk joints not repeated."""
-        xs, ys = [], []
-        for k, item in enumerate(self.items):
-            x, y = item.getOriginalDataset()
-            if x is None:
-                continue
-            start = 1 if k else 0
-            xs.append(x[start:])
-            ys.append(y[start:])
-        if not xs:
-            return np.empty(0), np.empty(0)
-        return np.concatenate(xs), np.concatenate(ys)
-
-    def set_pen(self, pen: Any) -> None:
-        """Re-pen every chunk."""
-        self.pen = pen
-        for item in self.items:
-            item.setPen(pen)
-
-    def attach(self) -> None:
-        """Show the curve on its plot."""
-        if not self.attached:
-            self.attached = True
-            for item in self.items:
-                _add_item(self.plot, item)
-                self._configure(item)
-
-    def detach(self) -> None:
-        """Take the curve off its plot (kept in memory)."""
-        if self.attached:
-            self.attached = False
-            for item in self.items:
-                _remove_item(self.plot, item)
+def chartable_impedance(impedance_kohm: np.ndarray,
+                        current_mA: np.ndarray | None) -> np.ndarray:
+    """Impedance to chart: none at near-zero current, an open circuit capped at CHART_MAX_KOHM."""
+    values = np.minimum(impedance_kohm, CHART_MAX_KOHM)
+    if current_mA is not None:
+        values = np.where(np.abs(current_mA) < NEAR_ZERO_MA, np.nan, values)
+    return values
 
 
 class RunCurves:
@@ -350,6 +111,8 @@ class RunCurves:
         if TIME not in numbers:
             return 0
         x = numbers[TIME] / 60.0
+        if IMPEDANCE in numbers:
+            numbers[IMPEDANCE] = chartable_impedance(numbers[IMPEDANCE], numbers.get(CURRENT))
         for curve, column, scale in ((self.current, CURRENT, 1.0), (self.setpoint, SETPOINT, 1.0),
                                      (self.voltage, VOLTAGE, 1.0),
                                      (self.impedance, IMPEDANCE, 1e3),  # ohms: SI prefixes
@@ -432,7 +195,7 @@ class RunCurves:
                    ignore_bounds: bool = True) -> None:
         self._decor.append((plot, item, ignore_bounds))
         if self.attached:
-            _add_item(plot, item, ignore_bounds)
+            add_item(plot, item, ignore_bounds)
         item.setVisible(self.focused)
 
     def _update_phases(self, x: np.ndarray, phases: list[str]) -> None:
@@ -543,7 +306,7 @@ class RunCurves:
         for curve in self.curves:
             curve.attach()
         for plot, item, ignore in self._decor:
-            _add_item(plot, item, ignore)
+            add_item(plot, item, ignore)
 
     def detach(self) -> None:
         """Take the run's items off the plots."""
@@ -553,7 +316,7 @@ class RunCurves:
         for curve in self.curves:
             curve.detach()
         for plot, item, _ in self._decor:
-            _remove_item(plot, item)
+            remove_item(plot, item)
 
 
 def _float_or_nan(value: Any) -> float:
@@ -576,11 +339,12 @@ class ChartsWidget(TabWidget, QtWidgets.QWidget):
         self.layout_widget.setBackground(theme.DISPLAY_BACKGROUND)
         self.layout_widget.ci.layout.setSpacing(2)
         self.layout_widget.ci.setContentsMargins(2, 4, 8, 2)
+        # two by two, so each chart keeps a readable height at 1280x800
         self.current_plot = self._add_plot("Current", "mA", theme.CURRENT, row=0)
         self.voltage_plot = self._add_plot("Voltage", "V", theme.VOLTAGE, row=1)
-        self.impedance_plot = self._add_plot("Impedance", "\u03a9", theme.IMPEDANCE, row=2,
+        self.impedance_plot = self._add_plot("Impedance", "\u03a9", theme.IMPEDANCE, row=0, col=1,
                                              si_units=True)
-        self.dose_plot = self._add_plot("Dose", "mA\u00b7min", theme.DOSE, row=3)
+        self.dose_plot = self._add_plot("Dose", "mA\u00b7min", theme.DOSE, row=1, col=1)
         self.plots = (self.current_plot, self.voltage_plot, self.impedance_plot, self.dose_plot)
         view = self.dose_plot.getViewBox()
         view.sigXRangeChanged.connect(self._update_density)
@@ -599,19 +363,21 @@ class ChartsWidget(TabWidget, QtWidgets.QWidget):
         self.dose_plot.setXRange(0.0, 30.0, padding=0.01)
         for plot in self.plots[:-1]:
             plot.setXLink(self.dose_plot)
+        for plot in (self.current_plot, self.impedance_plot):
             plot.getAxis("bottom").setStyle(showValues=False)
-        self.dose_plot.setLabel("bottom", "Time", units="min", color=theme.TEXT_DIM)
+        for plot in (self.voltage_plot, self.dose_plot):
+            plot.setLabel("bottom", "Time (min)", color=theme.TEXT_DIM)
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
         layout.addWidget(self._phase_key())
         layout.addWidget(self.layout_widget, 1)
 
-    def _add_plot(self, name: str, unit: str, color: str, row: int,
+    def _add_plot(self, name: str, unit: str, color: str, row: int, col: int = 0,
                   si_units: bool = False) -> pg.PlotItem:
         """One chart; with `si_units` the axis scales its unit (kΩ normally, MΩ for an open
         circuit) instead of printing 1e+06 tick labels."""
-        plot = self.layout_widget.addPlot(row=row, col=0)
+        plot = self.layout_widget.addPlot(row=row, col=col)
         style = {"color": color, "font-size": "9pt", "font-weight": "bold"}
         if si_units:
             plot.setLabel("left", f"{name}<br>", units=unit, **style)

@@ -1,8 +1,13 @@
-"""The contraindication screening dialog shown before a run on a human subject."""
+"""Dialogs: the contraindication screening (before a run) and the results list (non-modal)."""
 
 from __future__ import annotations
 
-from pyqtgraph.Qt import QtWidgets
+import json
+import os
+from datetime import datetime
+from pathlib import Path
+
+from pyqtgraph.Qt import QtCore, QtWidgets
 
 from ionto_instruments.procedures.screening import CONTRAINDICATIONS, evaluate_screening
 
@@ -113,4 +118,106 @@ class ScreeningDialog(QtWidgets.QDialog):
         self.ok_button.setText("OK" if result.passed else "OK (run will be refused)")
 
 
-__all__ = ["ScreeningDialog"]
+def describe_results_file(path: Path) -> tuple[str, str, str, str]:
+    """(started, drug, subject, outcome) of a results file, from the JSON summary beside it."""
+    started = datetime.fromtimestamp(path.stat().st_mtime).strftime("%Y-%m-%d %H:%M")
+    try:
+        summary = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return started, "?", "?", "no summary"
+    subject = " ".join(str(part) for part in (summary.get("subject_kind"),
+                                              summary.get("subject_id")) if part)
+    outcome = str(summary.get("outcome") or "?")
+    if summary.get("rule"):
+        outcome += f" ({summary['rule']})"
+    if not summary.get("output_off_confirmed", True):
+        outcome += " — OUTPUT NOT CONFIRMED OFF"
+    return started, str(summary.get("drug") or "?"), subject or "?", outcome
+
+
+class ResultsDialog(QtWidgets.QDialog):
+    """The runs in a directory with drug, subject and outcome; never modal.
+
+    `chosen(path)` is emitted for the file the operator opens. "Other file..." opens a
+    non-modal file dialog for results elsewhere.
+    """
+
+    chosen = QtCore.Signal(str)
+    COLUMNS = ("File", "Started", "Drug", "Subject", "Outcome")
+
+    def __init__(self, directory: str, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("resultsDialog")
+        self.setWindowTitle("Open results")
+        self.setModal(False)
+        self.setWindowModality(QtCore.Qt.WindowModality.NonModal)
+        self.directory = str(directory)
+        self.place = QtWidgets.QLabel(self)
+        self.table = QtWidgets.QTreeWidget(self)
+        self.table.setObjectName("resultsList")
+        self.table.setHeaderLabels(list(self.COLUMNS))
+        self.table.setRootIsDecorated(False)
+        self.table.setSortingEnabled(True)
+        self.table.itemDoubleClicked.connect(lambda item, _col: self._choose(item))
+        buttons = QtWidgets.QHBoxLayout()
+        self.open_button = QtWidgets.QPushButton("Open", self)
+        self.open_button.setObjectName("resultsOpen")
+        self.open_button.clicked.connect(lambda: self._choose(self.table.currentItem()))
+        other = QtWidgets.QPushButton("Other file\u2026", self)
+        other.clicked.connect(self.browse)
+        refresh = QtWidgets.QPushButton("Refresh", self)
+        refresh.clicked.connect(self.reload)
+        close = QtWidgets.QPushButton("Close", self)
+        close.clicked.connect(self.close)
+        for button in (self.open_button, other, refresh):
+            buttons.addWidget(button)
+        buttons.addStretch(1)
+        buttons.addWidget(close)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.addWidget(self.place)
+        layout.addWidget(self.table, 1)
+        layout.addLayout(buttons)
+        self.resize(760, 380)
+        self.reload()
+
+    def set_directory(self, directory: str) -> None:
+        """List another directory."""
+        self.directory = str(directory)
+        self.reload()
+
+    def reload(self) -> None:
+        """Re-read the directory (newest first)."""
+        self.table.clear()
+        folder = Path(self.directory)
+        self.place.setText(f"Runs in <b>{folder}</b> (double-click to open)")
+        files = sorted(folder.glob("*.csv"), key=lambda p: p.stat().st_mtime, reverse=True) \
+            if folder.is_dir() else []
+        for path in files:
+            item = QtWidgets.QTreeWidgetItem([path.name, *describe_results_file(path)])
+            item.setData(0, QtCore.Qt.ItemDataRole.UserRole, str(path))
+            self.table.addTopLevelItem(item)
+        for column in range(len(self.COLUMNS)):
+            self.table.resizeColumnToContents(column)
+
+    def rows(self) -> list[list[str]]:
+        """The rows shown (for tests and screen readers)."""
+        return [[self.table.topLevelItem(i).text(c) for c in range(len(self.COLUMNS))]
+                for i in range(self.table.topLevelItemCount())]
+
+    def browse(self) -> QtWidgets.QFileDialog:
+        """Pick a results file anywhere, in a non-modal file dialog."""
+        dialog = QtWidgets.QFileDialog(self, "Open results", self.directory,
+                                       "Results (*.csv);;All files (*)")
+        dialog.setOption(QtWidgets.QFileDialog.Option.DontUseNativeDialog, True)
+        dialog.setWindowModality(QtCore.Qt.WindowModality.NonModal)
+        dialog.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.fileSelected.connect(lambda path: self.chosen.emit(os.fspath(path)))
+        dialog.show()
+        return dialog
+
+    def _choose(self, item: QtWidgets.QTreeWidgetItem | None) -> None:
+        if item is not None:
+            self.chosen.emit(str(item.data(0, QtCore.Qt.ItemDataRole.UserRole)))
+
+
+__all__ = ["ResultsDialog", "ScreeningDialog", "describe_results_file"]

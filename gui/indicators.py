@@ -62,7 +62,7 @@ def css_font(point_size: int, bold: bool = True, mono: bool = False) -> str:
 class NumericIndicator(QtWidgets.QFrame):
     """A large numeric display with caption and unit, readable from across the room."""
 
-    DIGIT_PT = 22
+    DIGIT_PT = 20
 
     def __init__(self, caption: str, unit: str, color: str, decimals: int = 2,
                  signed: bool = False, object_name: str = "", max_chars: int = 6,
@@ -72,6 +72,9 @@ class NumericIndicator(QtWidgets.QFrame):
         self.signed = signed
         self.max_chars = max_chars
         self.color = color
+        self.unit = unit
+        self._color_now = color
+        self._painted = color
         if object_name:
             self.setObjectName(object_name)
         self.setStyleSheet(f"NumericIndicator {{ background-color: {theme.DISPLAY_BACKGROUND};"
@@ -90,8 +93,10 @@ class NumericIndicator(QtWidgets.QFrame):
         self.unit_label = QtWidgets.QLabel(unit, self)
         self.unit_label.setStyleSheet(f"color: {theme.TEXT_DIM}; {css_font(10)}")
         self.unit_label.setAlignment(QtCore.Qt.AlignmentFlag.AlignRight)
+        self.unit_label.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored,
+                                      QtWidgets.QSizePolicy.Policy.Preferred)
         layout = QtWidgets.QVBoxLayout(self)
-        layout.setContentsMargins(10, 6, 10, 6)
+        layout.setContentsMargins(8, 3, 8, 3)
         layout.setSpacing(0)
         layout.addWidget(self.caption)
         layout.addWidget(self.value_label)
@@ -99,13 +104,31 @@ class NumericIndicator(QtWidgets.QFrame):
 
     def set_value(self, value: float | None) -> None:
         """Show a value (NaN or None shows dashes)."""
-        self.value_label.setText(format_number(value, self.decimals, self.signed,
-                                               self.max_chars))
+        self.set_text(format_number(value, self.decimals, self.signed, self.max_chars))
+
+    def set_text(self, text: str, color: str | None = None, unit: str | None = None) -> None:
+        """Show a word instead of a number ("OFF", "OPEN"), in `color`, with a unit note."""
+        self.value_label.setText(text)
+        self._paint(color or self._color_now)
+        note = self.unit if unit is None else unit
+        if note != self.unit_label.text():
+            size = 10 if note == self.unit else 8
+            self.unit_label.setStyleSheet(f"color: {theme.TEXT_DIM}; {css_font(size)}")
+            self.unit_label.setText(note)
 
     def set_alarm(self, alarm: bool) -> None:
         """Show the digits red (e.g. voltage at the compliance limit)."""
-        color = theme.LIMIT if alarm else self.color
-        self.value_label.setStyleSheet(f"color: {color}; {css_font(self.DIGIT_PT, mono=True)}")
+        self._color_now = theme.LIMIT if alarm else self.color
+        self._paint(self._color_now)
+
+    def _paint(self, color: str) -> None:
+        if color != self._painted:
+            self._painted = color
+            self.value_label.setStyleSheet(f"color: {color}; {css_font(self.DIGIT_PT, mono=True)}")
+
+    def unit_text(self) -> str:
+        """The unit (or note) shown under the digits."""
+        return self.unit_label.text()
 
     def text(self) -> str:
         """The digits shown."""
@@ -117,7 +140,7 @@ class TimeIndicator(NumericIndicator):
 
     def set_value(self, value: float | None) -> None:
         """Show seconds as mm:ss."""
-        self.value_label.setText(format_duration(value))
+        self.set_text(format_duration(value))
 
 
 class PhaseIndicator(QtWidgets.QLabel):
@@ -126,17 +149,24 @@ class PhaseIndicator(QtWidgets.QLabel):
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("phaseIndicator")
+        self._color = ""
         self.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
         self.setFont(_font(16))
         self.setMinimumWidth(140)
         self.set_phase("idle")
 
-    def set_phase(self, phase: str) -> None:
-        """Show a phase name ("hold", "ramp-up", ...) or "idle"."""
+    def set_phase(self, phase: str, text: str | None = None) -> None:
+        """Show a phase name ("hold", "ramp-up", ...) or "idle" (or `text` in its colour)."""
         color = theme.PHASE_COLORS.get(phase, theme.SAFETY_COLORS["idle"])
-        self.setText(phase.upper())
+        if text == "OUTPUT ?":
+            color = theme.SAFETY_COLORS["unconfirmed"]
+        label = text or phase.upper()
+        if label == self.text() and color == self._color:
+            return
+        self._color = color
+        self.setText(label)
         self.setStyleSheet(f"background-color: {color}; color: #0b0e11; border-radius: 6px;"
-                           f" padding: 6px 12px;")
+                           f" padding: 4px 8px;")
 
     def phase(self) -> str:
         """The phase shown, lower case."""
@@ -144,51 +174,93 @@ class PhaseIndicator(QtWidgets.QLabel):
 
 
 class SafetyLight(QtWidgets.QFrame):
-    """A round status lamp (green ok, amber warning, red tripped, grey idle) with a sentence."""
+    """A round status lamp with a caption and the last event's sentence (two lines, fixed).
 
-    STATES = ("idle", "ok", "warning", "tripped")
+    The sentence area has a fixed height, so a long sentence never makes the panel jump; the
+    full text is in the tooltip (and, after a trip, in the alert above the panel).
+    """
+
+    STATES = ("idle", "ok", "warning", "tripped", "paused", "unconfirmed", "past")
     CAPTIONS = {"idle": "IDLE", "ok": "RUNNING NORMALLY", "warning": "WARNING",
-                "tripped": "TRIPPED"}
+                "tripped": "TRIPPED", "paused": "PAUSED \u2014 OUTPUT OFF",
+                "unconfirmed": "OUTPUT NOT CONFIRMED OFF", "past": "PAST RUN"}
+    SENTENCE_LINES = 2
 
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("safetyLight")
         self._state = "idle"
+        self._full_sentence = ""
         self.lamp = _Lamp(self)
         self.caption = QtWidgets.QLabel(self)
         self.caption.setObjectName("safetyState")
-        self.caption.setFont(_font(15))
+        self.caption.setFont(_font(14))
         self.sentence = QtWidgets.QLabel(self)
         self.sentence.setObjectName("safetySentence")
         self.sentence.setWordWrap(True)
         self.sentence.setFont(_font(10, bold=False))
-        self.sentence.setMinimumHeight(36)
+        self.sentence.setAlignment(QtCore.Qt.AlignmentFlag.AlignLeft
+                                   | QtCore.Qt.AlignmentFlag.AlignTop)
+        lines = QtGui.QFontMetrics(self.sentence.font()).lineSpacing() * self.SENTENCE_LINES
+        self.sentence.setFixedHeight(lines + 4)
+        self.sentence.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored,
+                                    QtWidgets.QSizePolicy.Policy.Fixed)
         text = QtWidgets.QVBoxLayout()
-        text.setSpacing(2)
+        text.setSpacing(1)
         text.addWidget(self.caption)
-        text.addWidget(self.sentence, 1)
+        text.addWidget(self.sentence)
         layout = QtWidgets.QHBoxLayout(self)
-        layout.setContentsMargins(8, 6, 8, 6)
+        layout.setContentsMargins(6, 4, 6, 4)
         layout.addWidget(self.lamp)
         layout.addLayout(text, 1)
         self.setStyleSheet(f"SafetyLight {{ background-color: {theme.DISPLAY_BACKGROUND};"
                            f" border: 1px solid {theme.PANEL_EDGE}; border-radius: 6px; }}")
         self.set_state("idle", "")
 
-    def set_state(self, state: str, sentence: str) -> None:
+    def set_state(self, state: str, sentence: str, caption: str | None = None) -> None:
         """Light the lamp for `state` and show the last event's sentence."""
         if state not in self.STATES:
             state = "warning"
         self._state = state
         color = theme.SAFETY_COLORS[state]
         self.lamp.set_color(color)
-        self.caption.setText(self.CAPTIONS[state])
+        self.caption.setText(caption or self.CAPTIONS[state])
         self.caption.setStyleSheet(f"color: {color};")
-        self.sentence.setText(sentence)
+        if sentence != self._full_sentence:
+            self._full_sentence = sentence
+            self.sentence.setToolTip(sentence)
+            self._fit_sentence()
+
+    def _fit_sentence(self) -> None:
+        """Show as much of the sentence as fits the fixed lines, ending in an ellipsis."""
+        text = self._full_sentence
+        width = max(self.sentence.width(), 120)
+        metrics = QtGui.QFontMetrics(self.sentence.font())
+        flags = int(QtCore.Qt.TextFlag.TextWordWrap)
+        limit = self.sentence.height()
+
+        def fits(candidate: str) -> bool:
+            rect = QtCore.QRect(0, 0, width, 10_000)
+            return metrics.boundingRect(rect, flags, candidate).height() <= limit
+
+        if not fits(text):
+            words = text.split()
+            while words and not fits(" ".join(words) + "\u2026"):
+                words.pop()
+            text = " ".join(words) + "\u2026"
+        self.sentence.setText(text)
+
+    def resizeEvent(self, event: QtGui.QResizeEvent) -> None:  # noqa: N802 (Qt API)
+        super().resizeEvent(event)
+        self._fit_sentence()
 
     def state(self) -> str:
-        """'idle', 'ok', 'warning' or 'tripped'."""
+        """One of STATES."""
         return self._state
+
+    def full_sentence(self) -> str:
+        """The whole sentence (the label may show it shortened)."""
+        return self._full_sentence
 
     def color(self) -> str:
         """The lamp's colour (#rrggbb)."""
@@ -201,7 +273,7 @@ class _Lamp(QtWidgets.QWidget):
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
         self.color = theme.SAFETY_COLORS["idle"]
-        self.setFixedSize(64, 64)
+        self.setFixedSize(48, 48)
 
     def set_color(self, color: str) -> None:
         self.color = color
@@ -211,7 +283,7 @@ class _Lamp(QtWidgets.QWidget):
         painter = QtGui.QPainter(self)
         painter.setRenderHint(QtGui.QPainter.RenderHint.Antialiasing)
         rect = QtCore.QRectF(4, 4, self.width() - 8, self.height() - 8)
-        gradient = QtGui.QRadialGradient(rect.center() - QtCore.QPointF(8, 8), rect.width() * 0.7)
+        gradient = QtGui.QRadialGradient(rect.center() - QtCore.QPointF(6, 6), rect.width() * 0.7)
         base = QtGui.QColor(self.color)
         gradient.setColorAt(0.0, base.lighter(170))
         gradient.setColorAt(0.6, base)
@@ -229,13 +301,13 @@ class EmergencyStopButton(QtWidgets.QPushButton):
         super().__init__("EMERGENCY\nSTOP\n[ Esc ]", parent)
         self.setObjectName("emergencyStop")
         self.setToolTip("Switch the output off at once (no ramp). Shortcut: Esc")
-        self.setMinimumSize(180, 120)
+        self.setMinimumSize(150, 110)
         self.setSizePolicy(QtWidgets.QSizePolicy.Policy.Fixed,
                            QtWidgets.QSizePolicy.Policy.Expanding)
         self.setFocusPolicy(QtCore.Qt.FocusPolicy.NoFocus)
         self.setStyleSheet(
             "QPushButton#emergencyStop { background-color: #d00000; color: white;"
-            " font-size: 16pt; font-weight: bold; border: 4px solid #ffd43b;"
+            " font-size: 15pt; font-weight: bold; border: 4px solid #ffd43b;"
             " border-radius: 14px; padding: 6px; }"
             "QPushButton#emergencyStop:hover { background-color: #f01010; }"
             "QPushButton#emergencyStop:pressed { background-color: #8b0000; }"
@@ -247,102 +319,18 @@ class StopRampDownButton(QtWidgets.QPushButton):
     """The operator stop: ramp down over the ramp-down time, then off."""
 
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
-        super().__init__("STOP\nramp\ndown", parent)
+        super().__init__("STOP\nramp down", parent)
         self.setObjectName("stopRampDown")
         self.setToolTip("Ramp the current down over the ramp-down time, then switch off")
-        self.setMinimumSize(90, 120)
+        self.setMinimumSize(90, 36)
         self.setSizePolicy(QtWidgets.QSizePolicy.Policy.Fixed,
                            QtWidgets.QSizePolicy.Policy.Expanding)
         self.setStyleSheet(
             "QPushButton#stopRampDown { background-color: #e8590c; color: white;"
-            " font-size: 11pt; font-weight: bold; border: 2px solid #ffa94d; padding: 4px;"
+            " font-size: 10pt; font-weight: bold; border: 2px solid #ffa94d; padding: 4px;"
             " border-radius: 10px; }"
             "QPushButton#stopRampDown:disabled { background-color: #3a2a20; color: #8a7a6a;"
             " border-color: #4a3a2a; }")
-
-
-class TripAlert(QtWidgets.QFrame):
-    """A red in-window banner with the tripped rule's sentence; stays until acknowledged."""
-
-    acknowledged = QtCore.Signal()
-
-    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setObjectName("tripAlert")
-        self.setStyleSheet("QFrame#tripAlert { background-color: #c92a2a;"
-                           " border: 3px solid #ffd43b; border-radius: 6px; }"
-                           "QLabel { color: white; }")
-        self.icon = QtWidgets.QLabel("\u26a0", self)
-        self.icon.setFont(_font(26))
-        self.title = QtWidgets.QLabel("SAFETY TRIP: OUTPUT SWITCHED OFF", self)
-        self.title.setFont(_font(14))
-        self.message = QtWidgets.QLabel(self)
-        self.message.setObjectName("tripAlertText")
-        self.message.setWordWrap(True)
-        self.message.setFont(_font(11, bold=False))
-        self.button = QtWidgets.QPushButton("Acknowledge", self)
-        self.button.setObjectName("acknowledgeTrip")
-        self.button.setMinimumSize(140, 44)
-        self.button.setStyleSheet("QPushButton { background-color: white; color: #c92a2a;"
-                                  " font-weight: bold; font-size: 12pt; border-radius: 6px; }")
-        self.button.clicked.connect(self._acknowledge)
-        text = QtWidgets.QVBoxLayout()
-        text.addWidget(self.title)
-        text.addWidget(self.message)
-        layout = QtWidgets.QHBoxLayout(self)
-        layout.setContentsMargins(10, 6, 10, 6)
-        layout.addWidget(self.icon)
-        layout.addLayout(text, 1)
-        layout.addWidget(self.button)
-        self.hide()
-
-    def raise_alert(self, sentence: str, title: str = "SAFETY TRIP: OUTPUT SWITCHED OFF") -> None:
-        """Show the alert with the rule's sentence (replacing any earlier one)."""
-        self.title.setText(title)
-        self.message.setText(sentence)
-        self.show()
-
-    def is_active(self) -> bool:
-        """True while the alert waits for acknowledgement."""
-        return not self.isHidden()
-
-    def text(self) -> str:
-        """The sentence shown."""
-        return self.message.text()
-
-    def _acknowledge(self) -> None:
-        self.hide()
-        self.acknowledged.emit()
-
-
-class NoticeBanner(QtWidgets.QFrame):
-    """An amber in-window notice (e.g. a refused run) with a Dismiss button; never modal."""
-
-    def __init__(self, object_name: str, parent: QtWidgets.QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setObjectName(object_name)
-        self.setStyleSheet(f"QFrame#{object_name} {{ background-color: #e67700;"
-                           " border-radius: 6px; } QLabel { color: #111; }")
-        self.message = QtWidgets.QLabel(self)
-        self.message.setWordWrap(True)
-        self.message.setFont(_font(11))
-        button = QtWidgets.QPushButton("Dismiss", self)
-        button.setStyleSheet("QPushButton { background-color: #fff4e6; color: #111; }")
-        button.clicked.connect(self.hide)
-        layout = QtWidgets.QHBoxLayout(self)
-        layout.setContentsMargins(10, 4, 10, 4)
-        layout.addWidget(self.message, 1)
-        layout.addWidget(button)
-        self.hide()
-
-    def show_message(self, text: str) -> None:
-        """Show the notice."""
-        self.message.setText(text)
-        self.show()
-
-    def text(self) -> str:
-        """The notice shown."""
-        return self.message.text()
 
 
 #: Speed choices of the simulation banner: label -> clock speed (inf = virtual clock).
@@ -374,10 +362,10 @@ class SimulationBanner(QtWidgets.QFrame):
             " border-radius: 6px; }"
             "QLabel { color: white; }"
             "QComboBox { background-color: #1b1f24; color: white; min-width: 90px; }")
-        self.title = QtWidgets.QLabel(f"SIMULATED \u2014 {instrument} on a skin phantom", self)
+        self.title = QtWidgets.QLabel(f"SIMULATED \u2014 {instrument}, skin phantom", self)
         self.title.setToolTip("No real SourceMeter and no patient: readings come from the "
                               "simulator's skin model")
-        self.title.setFont(_font(12))
+        self.title.setFont(_font(11))
         self.scenario_combo = QtWidgets.QComboBox(self)
         self.scenario_combo.setObjectName("scenarioCombo")
         self.scenario_combo.setEditable(True)
@@ -402,12 +390,12 @@ class SimulationBanner(QtWidgets.QFrame):
         self.set_scenario(scenario)
         self.set_speed(speed)
         layout = QtWidgets.QHBoxLayout(self)
-        layout.setContentsMargins(10, 4, 10, 4)
+        layout.setContentsMargins(8, 2, 8, 2)
         layout.addWidget(self.title)
         layout.addStretch(1)
         layout.addWidget(self.running_label)
         layout.addSpacing(12)
-        layout.addWidget(QtWidgets.QLabel("Next run \u25b8 scenario", self))
+        layout.addWidget(QtWidgets.QLabel("Next run:", self))
         layout.addWidget(self.scenario_combo)
         layout.addWidget(QtWidgets.QLabel("speed", self))
         layout.addWidget(self.speed_combo)

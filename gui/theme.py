@@ -21,7 +21,12 @@ LIMIT = "#ff6b6b"
 TARGET = "#a9e34b"
 
 #: Safety light colours.
-SAFETY_COLORS = {"ok": "#2fbf4a", "warning": "#ffb020", "tripped": "#e03131", "idle": "#4a525c"}
+SAFETY_COLORS = {"ok": "#2fbf4a", "warning": "#ffb020", "tripped": "#e03131", "idle": "#4a525c",
+                 "paused": "#4dabf7", "unconfirmed": "#ff2d2d", "past": "#868e96"}
+#: Words shown on the big displays instead of a stale number.
+OFF_TEXT = "OFF"
+#: Colour of a display that shows a word (OFF, OPEN) instead of a live number.
+WORD = "#adb5bd"
 
 #: Phase colours (chart shading and the phase indicator).
 PHASE_COLORS = {
@@ -30,6 +35,7 @@ PHASE_COLORS = {
     "ramp-up": "#339af0",
     "hold": "#20c997",
     "ramp-down": "#fd7e14",
+    "paused": "#4dabf7",
     "off": "#868e96",
 }
 
@@ -98,6 +104,21 @@ QMenu {{ background-color: {PANEL}; color: {TEXT}; }}
 QMenu::item:selected {{ background: #3f4752; }}
 QStatusBar {{ background-color: {PANEL}; color: {TEXT_DIM}; }}
 QCheckBox, QRadioButton, QLabel {{ background: transparent; }}
+QCheckBox::indicator, QRadioButton::indicator {{
+    width: 15px;
+    height: 15px;
+    border: 2px solid #c9d1d9;
+    background-color: #0b0e11;
+}}
+QCheckBox::indicator {{ border-radius: 3px; }}
+QRadioButton::indicator {{ border-radius: 9px; }}
+QCheckBox::indicator:checked, QRadioButton::indicator:checked {{
+    background-color: #4dabf7;
+    border: 3px solid #ffffff;
+}}
+QCheckBox::indicator:disabled, QRadioButton::indicator:disabled {{ border-color: #5c6570; }}
+QLineEdit[invalid="true"] {{ border: 2px solid {LIMIT}; }}
+QLineEdit:disabled, QComboBox:disabled {{ color: #8a939e; background-color: #1f242b; }}
 QScrollArea {{ border: none; }}
 QSplitter::handle {{ background-color: {PANEL_EDGE}; }}
 """

@@ -1,16 +1,22 @@
-"""The front panel: PyMeasure's managed window plus indicators, charts, E-stop and alerts.
+"""The front panel: PyMeasure's ManagedWindowBase plus indicators, charts, E-stop and alerts.
 
-PyMeasure supplies the parameter inputs, the run queue (Manager/Worker), the browser of past
-runs and the log, so the window behaves like every PyMeasure tool. On top: big indicators fed
-by polling `procedure.live` (10 Hz), incremental charts, an EMERGENCY STOP that calls the
-running procedure's `emergency_stop()` directly (never the manager's abort, which ramps), the
-screening dialog for human subjects, a latched trip alert, and a simulation banner.
+PyMeasure supplies the parameter inputs, the run manager (Manager/Worker), the browser of
+past runs and the log, so the window behaves like every PyMeasure tool. On top: big
+indicators fed by polling `procedure.live` (10 Hz), incremental charts, an EMERGENCY STOP that
+calls the running procedure's `emergency_stop()` directly (never the manager's abort, which
+ramps), the screening dialog, latched alerts with an audible alarm, and a simulation banner.
+
+Rules the panel keeps (issue 11): one treatment at a time and nothing starts without the
+operator's Start; no modal dialog while a run is active, and Esc or a click on the E-stop
+works over any dialog or menu; the big displays never show a stale number; an output that
+could not be confirmed off is the loudest state.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import time
 from pathlib import Path
@@ -24,6 +30,14 @@ from pymeasure.experiment import Procedure, Results
 from pyqtgraph.Qt import QtCore, QtGui, QtWidgets
 
 from ionto_instruments.clock import Clock, RealClock, clock_for_speed
+from ionto_instruments.procedures.contracts import (
+    EMERGENCY_STOP,
+    PRE_FLIGHT,
+    TRIP_OUTCOMES,
+    Outcome,
+    Phase,
+    SafetyState,
+)
 from ionto_instruments.procedures.drugs import get_drug
 from ionto_instruments.procedures.iontophoresis import ConstantCurrentIontophoresis, LiveStatus
 from ionto_instruments.procedures.plan import InvalidParameter
@@ -32,42 +46,50 @@ from ionto_instruments.simulator import MODELS as SIM_MODELS
 from ionto_instruments.simulator import SCENARIOS, parse_scenario
 
 from . import course_panel, theme
-from .charts import ChartsWidget, RunCurves
-from .dialogs import ScreeningDialog
+from .alarm import AudibleAlarm
+from .alerts import NOT_CONFIRMED_OFF, ConfirmBanner, NoticeBanner, OutputAlert, TripAlert
+from .charts import NEAR_ZERO_MA, OPEN_KOHM, ChartsWidget, RunCurves
+from .dialogs import ResultsDialog, ScreeningDialog
 from .indicators import (
     EmergencyStopButton,
-    NoticeBanner,
     NumericIndicator,
     PhaseIndicator,
     SafetyLight,
     SimulationBanner,
     StopRampDownButton,
     TimeIndicator,
-    TripAlert,
     format_duration,
     speed_label,
 )
+from .inputs import PanelInputs
 
 log = logging.getLogger(__name__)
 log.addHandler(logging.NullHandler())
 
-#: Parameters the operator sets in the inputs dock (the instrument, scenario, seed and the
-#: screening flag are set by the window itself).
+#: Parameters the operator sets in the inputs dock, subject first (the instrument, scenario,
+#: seed and the screening flag are set by the window itself).
 INPUTS = (
-    "drug", "target_current", "treatment_time", "ramp_up", "ramp_down", "dose_controlled",
-    "dose_target", "electrode_area", "max_density", "compliance_voltage", "sample_interval",
-    "subject_kind", "subject_id", "session_id", "operator_note",
+    "drug", "subject_kind", "subject_id", "operator_note", "target_current", "treatment_time",
+    "dose_controlled", "dose_target", "ramp_up", "ramp_down", "electrode_area", "max_density",
+    "compliance_voltage", "sample_interval", "session_id",
 )
 #: Parameters shown as columns of the run browser.
-DISPLAYS = ("drug", "target_current", "treatment_time", "subject_kind", "scenario")
-#: Outcomes that light the safety light red and raise the trip alert.
-TRIP_OUTCOMES = ("aborted", "fault", "refused")
+DISPLAYS = ("drug", "target_current", "treatment_time", "subject_kind", "subject_id",
+            "scenario")
 #: Indicator refresh period (ms): 10 Hz.
 REFRESH_MS = 100
+#: Largest window the panel must fit in (a 1280x800 screen less a task bar).
+FIT_SIZE = (1280, 770)
 
 ESTOP_BUTTON = "Emergency stop by the operator (front-panel button)"
 ESTOP_KEY = "Emergency stop by the operator (Esc key)"
 ESTOP_CLOSE = "Emergency stop: the front panel was closed during the run"
+ESTOP_RULE = EMERGENCY_STOP
+
+#: Browser status column per outcome (PyMeasure would say "Finished" for all of them).
+OUTCOME_LABELS = {Outcome.COMPLETED: "Completed", Outcome.STOPPED: "Stopped",
+                  Outcome.ABORTED: "Tripped", Outcome.FAULT: "Fault",
+                  Outcome.REFUSED: "Refused"}
 
 
 def make_clock_for_speed(speed: float) -> Clock:
@@ -90,12 +112,38 @@ def drug_description(key: str) -> str:
             f"<span style='color:{theme.TEXT_DIM}'>{drug.terminal_hint}</span>")
 
 
+def treatment_text(procedure: Any, prefix: str = "TREATMENT") -> str:
+    """One line naming what a procedure delivers: drug, polarity and terminal, target, subject.
+
+    Read from the procedure itself (the running one, or a past run's), never from the inputs.
+    """
+    try:
+        drug = get_drug(str(procedure.drug))
+        sign = "+" if drug.polarity > 0 else "\u2212"
+        color = "#ff8787" if drug.polarity > 0 else "#74c0fc"
+        terminal = "HI (red)" if drug.polarity > 0 else "LO (black)"
+        drug_text = (f"<b>{drug.name}</b> (<b style='color:{color}'>{sign}</b>) "
+                     f"on <b>{terminal}</b>")
+        target = f"{drug.polarity * float(procedure.target_current):+.3f} mA"
+    except (ValueError, TypeError, AttributeError):
+        drug_text = f"<b>{getattr(procedure, 'drug', '?')}</b>"
+        target = f"{getattr(procedure, 'target_current', '?')} mA"
+    if getattr(procedure, "dose_controlled", False):
+        length = f"dose {float(procedure.dose_target):g} mA\u00b7min"
+    else:
+        length = f"{float(getattr(procedure, 'treatment_time', math.nan)):g} min"
+    subject = str(getattr(procedure, "subject_kind", "?"))
+    subject_id = str(getattr(procedure, "subject_id", "") or "")
+    return (f"<span style='color:{theme.TEXT_DIM}'>{prefix}</span> {drug_text} \u00b7 "
+            f"target <b>{target}</b> \u00b7 {length} \u00b7 subject <b>{subject}</b>"
+            + (f" <b>{subject_id}</b>" if subject_id else ""))
+
+
 def describe_summary(summary: dict[str, Any] | None) -> str:
     """Two short lines summarising a finished run (the reason goes to the safety light)."""
     if not summary:
         return "No summary beside this file (the run may not have finished)."
     outcome = str(summary.get("outcome") or "unknown").upper()
-    rule = summary.get("rule")
     color = theme.SAFETY_COLORS["ok"] if outcome in ("COMPLETED", "STOPPED") else theme.LIMIT
     delivered = summary.get("delivered_dose_mA_min")
     planned = summary.get("planned_dose_mA_min")
@@ -104,18 +152,62 @@ def describe_summary(summary: dict[str, Any] | None) -> str:
     else:
         dose = f"{delivered} mA\u00b7min"
     off = ("output off \u2714" if summary.get("output_off_confirmed")
-           else f"<b style='color:{theme.LIMIT}'>OUTPUT OFF NOT CONFIRMED</b>")
-    return (f"<b style='color:{color}'>{outcome}</b>" + (f" ({rule})" if rule else "")
+           else f"<b style='color:{theme.LIMIT}'>OUTPUT NOT CONFIRMED OFF</b>")
+    word, _, rule_part = outcome_label(summary, flag_output=False).partition(" (")
+    label = word.upper() + (f" ({rule_part}" if rule_part else "")
+    return (f"<b style='color:{color}'>{label}</b>"
             + f"<br>{dose} \u00b7 {format_duration(summary.get('duration_s'))} \u00b7 {off}")
 
 
+def outcome_label(summary: dict[str, Any] | None, flag_output: bool = True) -> str:
+    """The browser's status text for a finished run: its outcome, not "Finished"."""
+    if not summary:
+        return "No summary"
+    outcome = str(summary.get("outcome") or "")
+    rule = summary.get("rule")
+    if flag_output and not summary.get("output_off_confirmed", True):
+        return "OUTPUT NOT CONFIRMED OFF"
+    if rule == ESTOP_RULE:
+        return "E-stopped"
+    label = OUTCOME_LABELS.get(outcome, outcome.capitalize() or "Unknown")
+    return f"{label} ({rule})" if rule and outcome in TRIP_OUTCOMES else label
+
+
+def output_state(procedure: Any, running: bool) -> str:
+    """What is known about the output: "on", "off", "switching-off" or "unconfirmed".
+
+    The summary is the final word (read back as off, or not). During a run the procedure's
+    OutputGuard says whether an on may have reached the instrument; after a trip that is the
+    off still being confirmed.
+    """
+    summary = getattr(procedure, "summary", None)
+    if summary is not None:
+        return "off" if summary.get("output_off_confirmed") else "unconfirmed"
+    if not running:
+        return "unconfirmed"
+    guard = getattr(procedure, "output", None)
+    tripped = procedure.live.safety == SafetyState.TRIPPED
+    if guard is not None and not guard.may_be_on:
+        return "off"
+    return "switching-off" if tripped else "on"
+
+
 class GuardedManager(Manager):
-    """PyMeasure's Manager, tolerant of a run that reports its final status twice.
+    """PyMeasure's Manager: one run at a time, never a next run by itself, status once.
 
     When the procedure raises, the Worker reports FAILED and the procedure's shutdown
     reports it again; the stock Manager then cleans up a worker it already released
-    (AttributeError in a Qt slot). The duplicate is ignored here.
+    (AttributeError in a Qt slot). The duplicate is ignored here. After a run ends, the
+    stock Manager may start the next queued run ("continuous"); here nothing energizes
+    without the operator's Start.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._is_continuous = False
+
+    def resume(self) -> None:
+        """Never resume a queue: each run is started by the operator."""
 
     def _failed(self) -> None:
         if self._worker is not None:
@@ -127,6 +219,7 @@ class GuardedManager(Manager):
 
     def _finish(self) -> None:
         if self._worker is not None:
+            self._is_continuous = False
             super()._finish()
 
 
@@ -143,11 +236,16 @@ class FrontPanelWindow(ManagedWindowBase):
         self.charts = ChartsWidget("Charts")
         self.log_widget = LogWidget("Log")
         self.screening_dialog: ScreeningDialog | None = None
+        self.results_dialog: ResultsDialog | None = None
         self.shown_procedure: ConstantCurrentIontophoresis | None = None
+        self.past_summary: dict[str, Any] | None = None
         self.last_summary: dict[str, Any] | None = None
         self._trip_sentence: str | None = None
+        self._trip_caption: str | None = None
         self._tripped_procedure: Any = None
-        self._idle_sentence = "No run yet. Set the parameters and press Queue."
+        self._estopped_procedure: Any = None
+        self._unconfirmed_procedure: Any = None
+        self._idle_sentence = "No run yet. Set the parameters and press Start run."
         self._close_pending = False
         self._closed = False
         self._initial_scenario = scenario
@@ -175,24 +273,29 @@ class FrontPanelWindow(ManagedWindowBase):
         font.setPointSize(10)
         self.setFont(font)
         self.setStyleSheet(theme.STYLE_SHEET)
-        self.resize(1400, 900)
+        self.resize(*FIT_SIZE)
 
         self.refresh_timer = QtCore.QTimer(self)
         self.refresh_timer.setInterval(REFRESH_MS)
         self.refresh_timer.timeout.connect(self.refresh)
         self.refresh_timer.start()
+        self.alarm = AudibleAlarm(self)
 
         self.estop_shortcut = QtWidgets.QShortcut(QtGui.QKeySequence(QtCore.Qt.Key.Key_Escape),
                                                   self)
         self.estop_shortcut.setContext(QtCore.Qt.ShortcutContext.WindowShortcut)
         self.estop_shortcut.activated.connect(lambda: self.emergency_stop(ESTOP_KEY))
+        # Esc and the E-stop button must work over any menu or dialog of the application
+        QtWidgets.QApplication.instance().installEventFilter(self)
         instrument = QtWidgets.QLabel(
             f"Instrument: SIMULATED {self.model}" if self.simulated
             else f"Instrument: {self.resource} ({self.model}), real time", self)
         instrument.setObjectName("instrumentLabel")
         self.statusBar().addPermanentWidget(instrument)
         self.course_panel = course_panel.attach(self)  # course dock; records each run's outcome
+        self.dock_as_tab("courseDock", "Course")  # a tab beside the charts: fits 1280x800
         self._update_drug_info()
+        self._set_run_controls(running=False)
         self.refresh()
         log.info("Front panel ready (%s)", "SIMULATED instrument" if self.simulated
                  else f"instrument at {self.resource}")
@@ -201,7 +304,7 @@ class FrontPanelWindow(ManagedWindowBase):
 
     def _setup_ui(self) -> None:
         super()._setup_ui()
-        stock = self.manager  # replaced before any run: same wiring, duplicate-status guard
+        stock = self.manager  # replaced before any run: same wiring, one run at a time
         self.manager = GuardedManager(self.widget_list, self.browser,
                                       log_level=self.log_level, parent=self)
         self.manager.abort_returned.connect(self.abort_returned)
@@ -210,14 +313,28 @@ class FrontPanelWindow(ManagedWindowBase):
         self.manager.finished.connect(self.finished)
         self.manager.log.connect(self.log.handle)
         stock.deleteLater()
+        stock_inputs = self.inputs  # text number fields that never fall back silently
+        self.inputs = PanelInputs(self.procedure_class, INPUTS, parent=self,
+                                  hide_groups=self.hide_groups, inputs_in_scrollarea=True)
+        stock_inputs.deleteLater()
         self.estop_button = EmergencyStopButton(self)
         self.estop_button.clicked.connect(lambda: self.emergency_stop(ESTOP_BUTTON))
         self.stop_button = StopRampDownButton(self)
-        self.stop_button.setEnabled(False)
         self.stop_button.clicked.connect(self.stop_ramp_down)
+        self.pause_button = QtWidgets.QPushButton("Pause", self)
+        self.pause_button.setObjectName("pauseButton")
+        self.pause_button.setToolTip("Ramp to zero and switch the output off; dose and "
+                                     "treatment time are kept. Resume repeats the contact "
+                                     "check and ramps back up.")
+        self.pause_button.clicked.connect(self.toggle_pause)
         self.trip_alert = TripAlert(self)
         self.trip_alert.acknowledged.connect(self.acknowledge_trip)
+        self.output_alert = OutputAlert(self)
+        self.output_alert.acknowledged.connect(self.acknowledge_output)
         self.notice = NoticeBanner("refusalNotice", self)
+        self.close_confirm = ConfirmBanner("closeConfirm", "E-stop and close", "Keep running",
+                                           self)
+        self.close_confirm.accepted.connect(self._close_confirmed)
         self.sim_banner = SimulationBanner(
             SCENARIOS, self._initial_scenario, self._initial_speed,
             instrument=SIM_MODELS.get(self.model, ("", "", self.model))[2], parent=self)
@@ -227,7 +344,7 @@ class FrontPanelWindow(ManagedWindowBase):
         self.voltage_display = NumericIndicator("Voltage", "V", theme.VOLTAGE, 2, signed=True,
                                                 object_name="indicatorVoltage")
         self.impedance_display = NumericIndicator("Impedance", "k\u03a9", theme.IMPEDANCE, 2,
-                                                  object_name="indicatorImpedance", max_chars=7)
+                                                  object_name="indicatorImpedance")
         self.dose_display = NumericIndicator("Dose", "mA\u00b7min", theme.DOSE, 2,
                                              object_name="indicatorDose", max_chars=5)
         self.elapsed_display = TimeIndicator("Elapsed", "min:s", theme.TIME,
@@ -239,16 +356,31 @@ class FrontPanelWindow(ManagedWindowBase):
         self.progress_bar = QtWidgets.QProgressBar(self)
         self.progress_bar.setObjectName("runProgress")
         self.progress_bar.setRange(0, 100)
-        self.progress_bar.setFormat("Treatment progress %p %")
-        self.progress_bar.setMinimumHeight(26)
+        self.progress_bar.setFormat("%p % done")
+        self.progress_bar.setMinimumHeight(22)
         self.summary_label = QtWidgets.QLabel(self)
         self.summary_label.setObjectName("runSummary")
         self.summary_label.setWordWrap(True)
         self.summary_label.setTextFormat(QtCore.Qt.TextFormat.RichText)
+        self.summary_label.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored,
+                                         QtWidgets.QSizePolicy.Policy.Preferred)
         self.summary_label.setStyleSheet(
             f"QLabel#runSummary {{ background-color: {theme.DISPLAY_BACKGROUND};"
-            f" border: 1px solid {theme.PANEL_EDGE}; border-radius: 6px; padding: 6px; }}")
+            f" border: 1px solid {theme.PANEL_EDGE}; border-radius: 6px; padding: 4px; }}")
         self.summary_label.setText("<b>RUN SUMMARY</b><br>No finished run shown yet.")
+        self.summary_label.setAlignment(QtCore.Qt.AlignmentFlag.AlignLeft
+                                        | QtCore.Qt.AlignmentFlag.AlignTop)
+        row_height = self.safety_light.sizeHint().height()
+        for widget in (self.summary_label, self.safety_light, self.phase_display):
+            widget.setFixedHeight(row_height)  # the row never grows with a long text
+        self.treatment_label = QtWidgets.QLabel(self)
+        self.treatment_label.setObjectName("treatmentInfo")
+        self.treatment_label.setTextFormat(QtCore.Qt.TextFormat.RichText)
+        self.treatment_label.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored,
+                                           QtWidgets.QSizePolicy.Policy.Preferred)
+        self.treatment_label.setStyleSheet(
+            f"QLabel#treatmentInfo {{ background-color: {theme.DISPLAY_BACKGROUND};"
+            f" border: 1px solid {theme.PANEL_EDGE}; border-radius: 6px; padding: 3px 6px; }}")
         self.drug_info = QtWidgets.QLabel(self)
         self.drug_info.setObjectName("drugInfo")
         self.drug_info.setWordWrap(True)
@@ -269,40 +401,44 @@ class FrontPanelWindow(ManagedWindowBase):
     def _layout(self) -> None:
         super()._layout()
         self.abort_button.hide()  # PyMeasure's Abort ramps (should_stop); E-stop/Stop replace it
-        self.queue_button.setText("Queue run")
+        self.queue_button.setText("Start\nrun")
         self.queue_button.setObjectName("queueButton")
-        self.queue_button.setMinimumHeight(34)
-        self.queue_button.setStyleSheet("QPushButton#queueButton { background-color: #2b8a3e;"
-                                        " font-weight: bold; font-size: 11pt; }")
+        self.queue_button.setToolTip("Start the treatment with these parameters (one at a "
+                                     "time; a human subject is screened first)")
+        self.queue_button.setStyleSheet(
+            "QPushButton#queueButton { background-color: #2b8a3e; font-weight: bold;"
+            " font-size: 11pt; border-radius: 8px; }"
+            "QPushButton#queueButton:disabled { background-color: #223326; color: #6b7f70; }")
         self._layout_inputs_dock()
         self._layout_menu()
 
         old_main = self.takeCentralWidget()
         panel = QtWidgets.QWidget(self)
         panel.setObjectName("frontPanel")
-        vbox = QtWidgets.QVBoxLayout(panel)
-        vbox.setContentsMargins(6, 6, 6, 6)
-        vbox.setSpacing(6)
-        vbox.addWidget(self.sim_banner)
-        vbox.addLayout(self._indicator_grid())
-        vbox.addWidget(old_main, 1)
+        self.panel_layout = QtWidgets.QVBoxLayout(panel)
+        self.panel_layout.setContentsMargins(4, 4, 4, 4)
+        self.panel_layout.setSpacing(4)
+        self.panel_layout.addWidget(self.sim_banner)
+        # alerts are part of the layout: laid out from their first frame, never squeezed
+        for alert in (self.output_alert, self.trip_alert, self.close_confirm, self.notice):
+            self.panel_layout.addWidget(alert)
+        self.panel_layout.addLayout(self._indicator_grid())
+        self.panel_layout.addWidget(old_main, 1)
         self.setCentralWidget(panel)
         self.main = old_main
-        # the trip alert and notices float over the top of the charts: no layout jump
-        for overlay in (self.trip_alert, self.notice):
-            overlay.setParent(old_main)
-            overlay.hide()
-            overlay.installEventFilter(self)
-        old_main.installEventFilter(self)
-        splitter = old_main.findChild(QtWidgets.QSplitter)
-        if splitter is not None:
-            splitter.setStretchFactor(0, 5)
-            splitter.setStretchFactor(1, 1)
-            splitter.setSizes([620, 100])
+        self.splitter = old_main.findChild(QtWidgets.QSplitter)
+        if self.splitter is not None:
+            self.splitter.setStretchFactor(0, 4)
+            self.splitter.setStretchFactor(1, 1)
+            self.splitter.setSizes([420, 100])
+            self.splitter.setChildrenCollapsible(False)
+        self.browser.setMinimumHeight(96)  # header and at least three runs
+        self.charts.layout_widget.setMinimumHeight(250)  # readable charts under any alert
+        self.setMinimumSize(1024, 640)
 
     def _indicator_grid(self) -> QtWidgets.QGridLayout:
         grid = QtWidgets.QGridLayout()
-        grid.setSpacing(6)
+        grid.setSpacing(4)
         displays = (self.current_display, self.voltage_display, self.impedance_display,
                     self.dose_display, self.elapsed_display, self.remaining_display)
         for col, display in enumerate(displays):
@@ -310,30 +446,45 @@ class FrontPanelWindow(ManagedWindowBase):
         grid.addWidget(self.phase_display, 1, 0)
         grid.addWidget(self.safety_light, 1, 1, 1, 3)
         grid.addWidget(self.summary_label, 1, 4, 1, 2)
-        grid.addWidget(self.progress_bar, 2, 0, 1, 6)
-        grid.addWidget(self.stop_button, 0, 6, 3, 1)
+        grid.addWidget(self.treatment_label, 2, 0, 1, 5)
+        grid.addWidget(self.progress_bar, 2, 5)
+        controls = QtWidgets.QVBoxLayout()
+        controls.setSpacing(4)
+        for button in (self.queue_button, self.pause_button, self.stop_button):
+            button.setFixedWidth(96)
+            button.setSizePolicy(QtWidgets.QSizePolicy.Policy.Fixed,
+                                 QtWidgets.QSizePolicy.Policy.Expanding)
+            button.setMinimumHeight(36)
+            controls.addWidget(button)
+        grid.addLayout(controls, 0, 6, 3, 1)
         grid.addWidget(self.estop_button, 0, 7, 3, 1)
+        for col in range(6):
+            grid.setColumnStretch(col, 1)
         return grid
 
-    def eventFilter(self, watched: QtCore.QObject, event: QtCore.QEvent) -> bool:  # noqa: N802
-        """Keep the floating alert and notice placed over the top of the charts."""
-        if event.type() in (QtCore.QEvent.Type.Resize, QtCore.QEvent.Type.Show,
-                            QtCore.QEvent.Type.Hide) and watched in (
-                self.main, self.trip_alert, self.notice):
-            self._place_overlays()
-        return super().eventFilter(watched, event)
+    def add_panel_tab(self, widget: QtWidgets.QWidget, title: str) -> None:
+        """Add a tab beside Charts and Log (scrollable); one line for a new panel."""
+        scroll = QtWidgets.QScrollArea(self.tabs)
+        scroll.setObjectName(f"tab_{widget.objectName()}")
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(widget)
+        self.tabs.addTab(scroll, title)
 
-    def _place_overlays(self) -> None:
-        top = self.tabs.tabBar().height() + 2
-        width = self.main.width() - 12
-        for overlay in (self.trip_alert, self.notice):
-            if overlay.isHidden():
-                continue
-            height = (overlay.heightForWidth(width) if overlay.hasHeightForWidth()
-                      else overlay.sizeHint().height())
-            overlay.setGeometry(6, top, width, max(height, overlay.minimumSizeHint().height()))
-            overlay.raise_()
-            top += overlay.height() + 4
+    def show_tab(self, title: str) -> None:
+        """Bring the tab named `title` to the front (if there is one)."""
+        for index in range(self.tabs.count()):
+            if self.tabs.tabText(index) == title:
+                self.tabs.setCurrentIndex(index)
+
+    def dock_as_tab(self, dock_name: str, title: str) -> None:
+        """Move a panel someone added as a dock into a tab (a side dock would not fit)."""
+        dock = self.findChild(QtWidgets.QDockWidget, dock_name)
+        if dock is None or dock.widget() is None:
+            return
+        widget = dock.widget()
+        self.removeDockWidget(dock)
+        self.add_panel_tab(widget, title)
+        dock.deleteLater()
 
     def _layout_inputs_dock(self) -> None:
         drug_input = self.inputs.drug
@@ -342,8 +493,11 @@ class FrontPanelWindow(ManagedWindowBase):
         drug_input.currentIndexChanged.connect(self._update_drug_info)
         for dock in self.findChildren(QtWidgets.QDockWidget):
             if dock.widget() is not None and dock.widget().isAncestorOf(self.inputs):
-                dock.setMinimumWidth(235)
+                self.inputs_dock = dock
+                dock.setMinimumWidth(240)
+                dock.setMaximumWidth(300)
                 dock_layout = dock.widget().layout()
+                dock_layout.setContentsMargins(4, 4, 4, 4)
                 dock_layout.setStretchFactor(self.inputs, 1)
                 box = QtWidgets.QWidget(dock)
                 row = QtWidgets.QVBoxLayout(box)
@@ -351,15 +505,21 @@ class FrontPanelWindow(ManagedWindowBase):
                 row.addWidget(QtWidgets.QLabel("Results directory", box))
                 row.addWidget(self.directory_input)
                 row.addWidget(self.open_button)
-                dock_layout.insertWidget(1, box)
+                dock_layout.insertWidget(0, box)
+                # PyMeasure's spacing and button row below the inputs: the buttons moved out
+                for index in reversed(range(dock_layout.count())):
+                    item = dock_layout.itemAt(index)
+                    if item.spacerItem() is not None:
+                        dock_layout.removeItem(item)
 
     def _layout_menu(self) -> None:
         menu = self.menuBar().addMenu("&File")
+        self.file_menu = menu
         action = menu.addAction("&Open results\u2026")
         action.setShortcut(QtGui.QKeySequence.StandardKey.Open)
         action.triggered.connect(self.open_results_dialog)
-        action = menu.addAction("Results &directory\u2026")
-        action.triggered.connect(self.directory_input.browse_triggered)
+        self.directory_action = menu.addAction("Results &directory\u2026")
+        self.directory_action.triggered.connect(self.choose_directory)
         menu.addSeparator()
         action = menu.addAction("&Quit")
         action.setShortcut(QtGui.QKeySequence.StandardKey.Quit)
@@ -379,19 +539,58 @@ class FrontPanelWindow(ManagedWindowBase):
     def directory(self, value: str | os.PathLike[str]) -> None:
         self.directory_input.setText(str(value))
 
-    # ------------------------------------------------------------------ queueing
+    def choose_directory(self) -> QtWidgets.QFileDialog | None:
+        """Pick the results directory in a non-modal dialog (not during a run)."""
+        if self.manager.is_running():
+            self.refuse("The results directory cannot change during a run.")
+            return None
+        dialog = QtWidgets.QFileDialog(self, "Results directory", self.directory)
+        dialog.setFileMode(QtWidgets.QFileDialog.FileMode.Directory)
+        dialog.setOption(QtWidgets.QFileDialog.Option.DontUseNativeDialog, True)
+        dialog.setWindowModality(QtCore.Qt.WindowModality.NonModal)
+        dialog.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.fileSelected.connect(lambda path: setattr(self, "directory", path))
+        dialog.show()
+        return dialog
+
+    # ------------------------------------------------------------------ starting a run
 
     def new_curve(self, wdg: Any, results: Any, color: Any = None, **kwargs: Any) -> Any:
         """Let the charts pick the run colour from their palette."""
         return wdg.new_curve(results, color=color, **kwargs)
 
+    def is_active(self) -> bool:
+        """True while a run is running or waiting to run."""
+        return self.manager.is_running() or self.manager.experiments.has_next()
+
+    def make_procedure(self) -> ConstantCurrentIontophoresis:
+        """The procedure from the inputs; raise InvalidParameter naming a rejected field."""
+        errors = self.inputs.input_errors()
+        if errors:
+            field = errors[0].split(":", 1)[0]
+            raise InvalidParameter(field, "; ".join(e.split(": ", 1)[-1] for e in errors)
+                                   if len(errors) == 1 else " | ".join(errors))
+        return self.inputs.get_procedure()
+
     def queue(self, procedure: ConstantCurrentIontophoresis | None = None) -> Experiment | None:
-        """Screen, configure (instrument, scenario, clock) and queue a run; None if refused."""
+        """Start one run (screened, configured); None if refused. One treatment at a time."""
+        if self.is_active():
+            self.refuse("A treatment is already running. One treatment at a time: stop it "
+                        "before starting another.")
+            return None
+        if self.output_alert.is_active():
+            self.refuse("The output was not confirmed off. Switch the SourceMeter off at its "
+                        "OUTPUT key, then acknowledge before starting another run.")
+            return None
         if self.trip_alert.is_active():
-            self.refuse("Acknowledge the safety trip before starting another run.")
+            self.refuse("Acknowledge the alert before starting another run.")
             return None
         if procedure is None:
-            procedure = self.make_procedure()
+            try:
+                procedure = self.make_procedure()
+            except (InvalidParameter, ValueError) as exc:
+                self.refuse(f"Run not started. {exc}")
+                return None
         procedure.instrument_model = self.model
         procedure.resource = self.resource or ""
         if self.simulated:
@@ -405,6 +604,7 @@ class FrontPanelWindow(ManagedWindowBase):
             procedure.clock = make_clock_for_speed(self.sim_banner.speed())
         else:
             procedure.clock = RealClock()
+        refusal = None
         if procedure.subject_kind == "human":
             answers = self.ask_screening(procedure)
             if answers is None:
@@ -413,29 +613,33 @@ class FrontPanelWindow(ManagedWindowBase):
             try:
                 procedure.confirm_screening(answers)
             except InvalidParameter as exc:
-                self.refuse(f"Run refused. {exc.message}")
+                refusal = f"Run refused. {exc.message}"
+        if refusal is None:
+            try:
+                procedure.preflight()
+            except (InvalidParameter, ValueError) as exc:
+                self.refuse(f"Run refused before energizing: {exc}")
                 return None
-        try:
-            procedure.preflight()
-        except (InvalidParameter, ValueError) as exc:
-            self.refuse(f"Run refused before energizing: {exc}")
-            return None
-        refusal = self.course_panel.before_queue(procedure)  # the course record, if one is picked
-        if refusal:
-            self.refuse(f"Run refused: {refusal}")
+        course_refusal = self.course_panel.before_queue(procedure)  # the course record, if any
+        if course_refusal:
+            self.refuse(f"Run refused: {course_refusal}")
             return None
         filename = new_results_file(self.directory)
         results = IontoResults(procedure, filename)
         experiment = self.new_experiment(results)
         self.notice.hide()
+        self._set_run_controls(running=True)
         self.manager.queue(experiment)
-        log.info("Queued %s (%s)", os.path.basename(filename),
+        if refusal is not None:  # recorded: the procedure refuses and writes the summary
+            self.refuse(f"{refusal} Recorded in {os.path.basename(filename)} (no current).")
+            return None
+        log.info("Started %s (%s)", os.path.basename(filename),
                  f"simulated: {procedure.scenario}, clock {procedure.clock.name}"
                  if self.simulated else f"instrument {self.resource}")
         return experiment
 
     def ask_screening(self, procedure: ConstantCurrentIontophoresis) -> dict[str, bool] | None:
-        """Show the screening dialog (modal); return the answers, or None if cancelled."""
+        """Show the screening dialog before a run (no run is active then); None if cancelled."""
         dialog = ScreeningDialog(self, subject=str(procedure.subject_id or ""))
         self.screening_dialog = dialog
         try:
@@ -446,7 +650,7 @@ class FrontPanelWindow(ManagedWindowBase):
             dialog.deleteLater()
 
     def refuse(self, message: str) -> None:
-        """Show why a run was not started (in-window notice and the log)."""
+        """Show why something was not done (in-window notice and the log)."""
         self.notice.show_message(message)
         log.warning(message)
 
@@ -459,29 +663,47 @@ class FrontPanelWindow(ManagedWindowBase):
         return self.manager.running_experiment().procedure
 
     def emergency_stop(self, reason: str = ESTOP_BUTTON) -> bool:
-        """Output off NOW on the running procedure (no ramp) and cancel queued runs."""
+        """Output off NOW on the running procedure (no ramp) and cancel anything waiting."""
         procedure = self.running_procedure()
         cancelled = self.cancel_queued()
         if procedure is None:
             self.statusBar().showMessage("Emergency stop: no run is active"
-                                         + (f"; {cancelled} queued run(s) cancelled"
+                                         + (f"; {cancelled} waiting run(s) cancelled"
                                             if cancelled else ""), 5000)
             return False
         procedure.emergency_stop(reason)
-        log.warning("%s: output switched off", reason)
+        if self._estopped_procedure is not procedure:
+            self._estopped_procedure = procedure
+            log.warning("%s: output switched off", reason)
         self.statusBar().showMessage("EMERGENCY STOP: output switched off", 10000)
         return True
 
     def stop_ramp_down(self) -> None:
-        """Operator stop of the running run: ramp down, then off."""
+        """Operator stop of the running run: ramp down, then off; nothing starts after it."""
+        self.cancel_queued()
         procedure = self.running_procedure()
         if procedure is not None:
             procedure.request_stop()
             self.stop_button.setEnabled(False)
+            self.pause_button.setEnabled(False)
             log.info("Stop requested: ramping down")
+        self._park_focus()
+
+    def toggle_pause(self) -> None:
+        """Pause the running treatment (ramp to zero, output off) or resume it."""
+        procedure = self.running_procedure()
+        if procedure is None or not hasattr(procedure, "pause"):
+            return
+        if procedure.live.phase == "paused" or getattr(procedure, "pause_requested", False):
+            procedure.resume()
+            log.info("Resume requested: contact check, then ramping back up")
+        else:
+            procedure.pause()
+            log.info("Pause requested: ramping to zero")
+        self._park_focus()
 
     def cancel_queued(self) -> int:
-        """Mark every queued (not started) run aborted so nothing starts after a stop."""
+        """Mark every waiting (not started) run aborted so nothing starts after a stop."""
         count = 0
         for experiment in list(self.manager.experiments.queue):
             if experiment.procedure.status == Procedure.QUEUED and (
@@ -491,15 +713,57 @@ class FrontPanelWindow(ManagedWindowBase):
                 experiment.browser_item.setStatus(Procedure.ABORTED)
                 count += 1
         if count:
-            log.warning("%d queued run(s) cancelled", count)
+            log.warning("%d waiting run(s) cancelled", count)
         return count
 
+    def eventFilter(self, watched: QtCore.QObject, event: QtCore.QEvent) -> bool:  # noqa: N802
+        """Esc e-stops first, and a press on the E-stop works, over any menu or dialog."""
+        kind = event.type()
+        if kind == QtCore.QEvent.Type.KeyPress and event.key() == QtCore.Qt.Key.Key_Escape:
+            if self.manager.is_running() and not self._closed:
+                self.emergency_stop(ESTOP_KEY)
+        elif kind == QtCore.QEvent.Type.MouseButtonPress and not self._closed and (
+                QtWidgets.QApplication.activePopupWidget() is not None
+                or QtWidgets.QApplication.activeModalWidget() is not None) \
+                and watched is not self.estop_button and self.estop_button.isVisible():
+            spot = self.estop_button.mapFromGlobal(event.globalPos())
+            if self.estop_button.rect().contains(spot) and self.manager.is_running():
+                self.emergency_stop(ESTOP_BUTTON)
+        return False
+
+    def _park_focus(self) -> None:
+        """Leave the keyboard focus on the panel itself, not in a text field."""
+        self.centralWidget().setFocusPolicy(QtCore.Qt.FocusPolicy.StrongFocus)
+        self.centralWidget().setFocus(QtCore.Qt.FocusReason.OtherFocusReason)
+
     # ------------------------------------------------------------------ run lifecycle
+
+    def _set_run_controls(self, running: bool) -> None:
+        """Inputs locked and Start unavailable while a run is active; Stop/Pause only then."""
+        self.inputs.set_locked(running)
+        self.directory_input.setEnabled(not running)
+        self.directory_action.setEnabled(not running)
+        alert = self.trip_alert.is_active() or self.output_alert.is_active()
+        self.queue_button.setEnabled(not running and not alert)
+        self.queue_button.setToolTip("Acknowledge the alert first" if alert and not running
+                                     else "Start the treatment with these parameters (one at "
+                                     "a time; a human subject is screened first)")
+        self.stop_button.setEnabled(running)
+        self.pause_button.setEnabled(running)
+        self.pause_button.setText("Pause")
+        if self.simulated:
+            self.sim_banner.scenario_combo.setEnabled(not running)
+            self.sim_banner.speed_combo.setEnabled(not running)
 
     def _run_started(self, experiment: Experiment) -> None:
         procedure = experiment.procedure
         self.shown_procedure = procedure
-        self.stop_button.setEnabled(True)
+        self.past_summary = None
+        self._set_run_controls(running=True)
+        self.summary_label.setText("<b>RUN SUMMARY</b><br>Run in progress\u2026")
+        self.summary_label.setToolTip(experiment.data_filename)
+        self.treatment_label.setText(treatment_text(procedure))
+        self.treatment_label.setToolTip(drug_description(str(procedure.drug)))
         if self.simulated:
             speed = speed_label(procedure.clock.speed).split(" ")[0] if procedure.clock else "?"
             self.sim_banner.set_running(f"\u25b6 {procedure.scenario} @ {speed}")
@@ -513,13 +777,22 @@ class FrontPanelWindow(ManagedWindowBase):
         summary = getattr(procedure, "summary", None)
         self.last_summary = summary
         self._show_summary("RUN SUMMARY", experiment.data_filename, summary)
-        if summary and summary.get("outcome") in TRIP_OUTCOMES:
+        label = outcome_label(summary)
+        experiment.browser_item.setText(3, label)
+        QtCore.QTimer.singleShot(0, lambda: experiment.browser_item.setText(3, label))
+        if summary and summary.get("rule") == PRE_FLIGHT:
+            self.refuse(str(summary.get("reason") or "Run refused before energizing."))
+        elif summary and summary.get("outcome") in TRIP_OUTCOMES:
             self._latch_trip(procedure, str(summary.get("reason") or ""))
+        if summary is None or not summary.get("output_off_confirmed", False):
+            self._raise_unconfirmed(procedure, summary)
         if summary:
             self._idle_sentence = str(summary.get("reason") or "")
-        self.stop_button.setEnabled(False)
+        self._set_run_controls(running=self.is_active())
         self.sim_banner.set_running("")
         self.refresh()
+        if getattr(procedure, "course_session_id", None) is not None:
+            self.show_tab("Course")  # the after-form and the no-driving flag come next
         if self._close_pending and not self.manager.is_running():
             QtCore.QTimer.singleShot(0, self.close)
 
@@ -528,22 +801,74 @@ class FrontPanelWindow(ManagedWindowBase):
         reason = (summary or {}).get("reason") or ""
         self.summary_label.setToolTip(f"{filename}\n{reason}")
 
+    def _trip_title(self, procedure: Any) -> str:
+        """The alert's title: what happened, and whether the output is known to be off."""
+        summary = getattr(procedure, "summary", None)
+        if summary is None:
+            if self._estopped_procedure is procedure:
+                return "EMERGENCY STOP \u2014 switching the output off\u2026"
+            return "SAFETY TRIP \u2014 switching the output off\u2026"
+        confirmed = bool(summary.get("output_off_confirmed"))
+        off = "output switched off" if confirmed else "OUTPUT NOT CONFIRMED OFF"
+        rule = summary.get("rule")
+        if rule == ESTOP_RULE:
+            return f"EMERGENCY STOP \u2014 {off}"
+        if summary.get("outcome") == Outcome.FAULT:
+            return f"INSTRUMENT FAULT \u2014 {off}"
+        if summary.get("outcome") == Outcome.REFUSED:
+            return f"RUN REFUSED ({rule}) \u2014 {off}"
+        return f"SAFETY TRIP ({rule}) \u2014 {off}" if rule else f"SAFETY TRIP \u2014 {off}"
+
     def _latch_trip(self, procedure: Any, sentence: str) -> None:
         """Raise (or update) the trip alert; the light stays red until acknowledged."""
         if not sentence:
-            sentence = "The run was stopped by a safety rule; the output is off."
-        if self._tripped_procedure is procedure and self._trip_sentence == sentence:
+            sentence = "The run was stopped by a safety rule."
+        title = self._trip_title(procedure)
+        if (self._tripped_procedure is procedure and self._trip_sentence == sentence
+                and self.trip_alert.title_text() == title):
             return
+        first = self._tripped_procedure is not procedure
         self._tripped_procedure = procedure
         self._trip_sentence = sentence
-        self.trip_alert.raise_alert(sentence)
+        self._trip_caption = title.split(" \u2014 ")[0]
+        self.trip_alert.raise_alert(sentence, title)
         self.cancel_queued()
+        summary = getattr(procedure, "summary", None) or {}
+        estop = self._estopped_procedure is procedure or summary.get("rule") == ESTOP_RULE
+        if first and not estop:
+            self.alarm.start("trip")
+
+    def _raise_unconfirmed(self, procedure: Any, summary: dict[str, Any] | None) -> None:
+        """The loudest state: the output could not be read back as off."""
+        if self._unconfirmed_procedure is procedure:
+            return
+        self._unconfirmed_procedure = procedure
+        reason = (summary or {}).get("reason") or "The run ended without a summary."
+        self.output_alert.raise_alert(f"The software could not read the output back as off. "
+                                      f"What happened: {reason}")
+        self.alarm.start("output not confirmed off")
+        log.critical(NOT_CONFIRMED_OFF)
 
     def acknowledge_trip(self) -> None:
         """The operator read the trip alert: hide it and let the light follow the run again."""
         self._trip_sentence = None
+        self._trip_caption = None
         self.trip_alert.hide()
-        log.info("Safety trip acknowledged by the operator")
+        if not self.output_alert.is_active():
+            self.alarm.stop()
+        log.info("Alert acknowledged by the operator")
+        self._set_run_controls(running=self.is_active())
+        self._park_focus()
+        self.refresh()
+
+    def acknowledge_output(self) -> None:
+        """The operator switched the output off at the instrument and says so."""
+        self.output_alert.hide()
+        if not self.trip_alert.is_active():
+            self.alarm.stop()
+        log.warning("Output-not-confirmed-off alert acknowledged by the operator")
+        self._set_run_controls(running=self.is_active())
+        self._park_focus()
         self.refresh()
 
     # ------------------------------------------------------------------ indicators
@@ -558,33 +883,87 @@ class FrontPanelWindow(ManagedWindowBase):
                     curve.update_data()
         procedure = self.shown_procedure
         if procedure is None:
-            self._show_safety(running=False, live=None)
+            if self.past_summary is None:
+                self._show_idle()
+            self._show_safety(running=False, live=None, state="off")
             return
         live = procedure.live
-        self.show_live(live)
-        if not running and procedure.summary is not None:
-            self.phase_display.set_phase("off")  # ended (a trip leaves the phase it hit)
-        if running and live.safety == "tripped" and self._tripped_procedure is not procedure:
-            self._latch_trip(procedure, live.last_event)
-        self._show_safety(running=running, live=live)
+        state = output_state(procedure, running)
+        self.show_live(live, state)
+        if running and live.safety == SafetyState.TRIPPED and live.phase != Phase.PRE_FLIGHT:
+            self._latch_trip(procedure, live.last_event)  # a refusal is a notice, at the end
+        elif self._tripped_procedure is procedure and self._trip_sentence is not None:
+            self._latch_trip(procedure, self._trip_sentence)  # title follows the summary
+        if running and hasattr(procedure, "pause"):
+            paused = live.phase == "paused" or getattr(procedure, "pause_requested", False)
+            self.pause_button.setText("Resume" if paused else "Pause")
+        self._show_safety(running=running, live=live, state=state)
 
-    def show_live(self, live: LiveStatus) -> None:
-        """Put a live status on the numeric displays, phase and progress."""
-        self.current_display.set_value(live.current_mA)
-        self.voltage_display.set_value(live.voltage_V)
-        self.voltage_display.set_alarm(bool(live.compliance))
-        self.impedance_display.set_value(live.impedance_kohm)
+    def show_live(self, live: LiveStatus, state: str = "on") -> None:
+        """Put a live status on the displays; words instead of numbers when the output is off."""
+        if state == "on":
+            self.current_display.set_value(live.current_mA)
+            self.voltage_display.set_value(live.voltage_V)
+            self.voltage_display.set_alarm(bool(live.compliance))
+            self._show_impedance(live)
+        elif state == "unconfirmed":
+            for display in (self.current_display, self.voltage_display):
+                display.set_text("?", theme.LIMIT, unit="NOT CONFIRMED OFF")
+            self.impedance_display.set_text("---", theme.WORD)
+        else:
+            word = "\u2026" if state == "switching-off" else theme.OFF_TEXT
+            for display in (self.current_display, self.voltage_display):
+                display.set_alarm(False)
+                display.set_text(word, theme.WORD, unit="output off")
+            self.impedance_display.set_text("---", theme.WORD)
         self.dose_display.set_value(live.dose_mA_min)
         self.elapsed_display.set_value(live.elapsed_s)
         self.remaining_display.set_value(live.remaining_s)
-        self.phase_display.set_phase(live.phase)
+        if state == "unconfirmed":
+            self.phase_display.set_phase("off", "OUTPUT ?")
+        elif state in ("off", "switching-off") and live.phase not in ("paused", "pre-flight"):
+            self.phase_display.set_phase("off")
+        else:
+            self.phase_display.set_phase(live.phase)
         self.progress_bar.setValue(int(round(live.progress)))
 
-    def _show_safety(self, running: bool, live: LiveStatus | None) -> None:
-        if self._trip_sentence is not None:
-            self.safety_light.set_state("tripped", self._trip_sentence)
+    def _show_impedance(self, live: LiveStatus) -> None:
+        """No impedance at near-zero current; an open contact says OPEN or > 100 kΩ."""
+        current, voltage, impedance = live.current_mA, live.voltage_V, live.impedance_kohm
+        display = self.impedance_display
+        if not (math.isfinite(current) and math.isfinite(voltage)):
+            display.set_text("---", theme.WORD)
+        elif abs(current) < NEAR_ZERO_MA:
+            if abs(voltage) >= 1.0:
+                display.set_text("OPEN", theme.LIMIT, unit="no current")
+            else:
+                display.set_text("---", theme.WORD, unit="k\u03a9 (I \u2248 0)")
+        elif math.isfinite(impedance) and impedance > OPEN_KOHM:
+            display.set_text(f"> {OPEN_KOHM:g}", theme.LIMIT, unit="k\u03a9 open?")
+        else:
+            display.set_value(impedance)
+
+    def _show_idle(self) -> None:
+        for display in (self.current_display, self.voltage_display, self.impedance_display,
+                        self.dose_display, self.elapsed_display, self.remaining_display):
+            display.set_alarm(False)
+            display.set_value(None)
+        self.phase_display.set_phase("idle")
+        self.treatment_label.setText(f"<span style='color:{theme.TEXT_DIM}'>TREATMENT</span>"
+                                     " none running")
+
+    def _show_safety(self, running: bool, live: LiveStatus | None, state: str) -> None:
+        if self.output_alert.is_active() or state == "unconfirmed":
+            self.safety_light.set_state("unconfirmed", NOT_CONFIRMED_OFF)
+        elif self._trip_sentence is not None:
+            self.safety_light.set_state("tripped", self._trip_sentence, self._trip_caption)
+        elif running and live is not None and live.phase == "paused":
+            self.safety_light.set_state("paused", live.last_event)
         elif running and live is not None:
             self.safety_light.set_state(live.safety, live.last_event)
+        elif self.past_summary is not None:
+            outcome = outcome_label(self.past_summary).upper()
+            self.safety_light.set_state("past", self._idle_sentence, f"PAST RUN: {outcome}")
         else:
             self.safety_light.set_state("idle", self._idle_sentence)
 
@@ -594,12 +973,16 @@ class FrontPanelWindow(ManagedWindowBase):
         """PyMeasure's browser "Open" button: same as File > Open results."""
         self.open_results_dialog()
 
-    def open_results_dialog(self) -> None:
-        """Ask for a results file and show it."""
-        path, _ = QtWidgets.QFileDialog.getOpenFileName(
-            self, "Open results", self.directory, "Results (*.csv);;All files (*)")
-        if path:
-            self.open_results(path)
+    def open_results_dialog(self) -> ResultsDialog:
+        """Show the results list (non-modal: the E-stop stays usable while it is open)."""
+        if self.results_dialog is None:
+            self.results_dialog = ResultsDialog(self.directory, self)
+            self.results_dialog.chosen.connect(self.open_results)
+        else:
+            self.results_dialog.set_directory(self.directory)
+        self.results_dialog.show()
+        self.results_dialog.raise_()
+        return self.results_dialog
 
     def open_results(self, path: str | os.PathLike[str]) -> Experiment | None:
         """Load a past results file into the charts and the browser, with its summary."""
@@ -620,57 +1003,88 @@ class FrontPanelWindow(ManagedWindowBase):
         experiment.browser_item.setProgress(100)
         self.manager.load(experiment)
         summary = load_summary(filename)
+        experiment.browser_item.setText(3, outcome_label(summary))
         self.last_summary = summary
-        self._show_summary("PAST RUN", filename, summary)
         if not self.manager.is_running():
+            self._show_summary("PAST RUN", filename, summary)
             self._show_past(experiment, summary)
         log.info("Opened results file %s", filename)
         return experiment
 
     def _show_past(self, experiment: Experiment, summary: dict[str, Any] | None) -> None:
-        """Show a past run's last readings on the displays (no live run is shown then)."""
+        """Show a past run: marked PAST RUN with its outcome; no live-looking numbers."""
         self.shown_procedure = None
-        data = experiment.results.data
-        finite = data.dropna(subset=["Current (mA)"]) if len(data) else data
-        last = finite.iloc[-1] if len(finite) else None
-        self.current_display.set_value(None if last is None else last["Current (mA)"])
-        self.voltage_display.set_value(None if last is None else last["Voltage (V)"])
-        self.impedance_display.set_value(None if last is None else last["Impedance (kohm)"])
+        self.past_summary = summary or {"outcome": "unknown", "output_off_confirmed": True}
+        for display in (self.current_display, self.voltage_display, self.impedance_display):
+            display.set_alarm(False)
+            display.set_text("---", theme.WORD, unit="past run")
         self.dose_display.set_value((summary or {}).get("delivered_dose_mA_min"))
         self.elapsed_display.set_value((summary or {}).get("duration_s"))
         self.remaining_display.set_value(None)
-        self.phase_display.set_phase(str(data["Phase"].iloc[-1]) if len(data) else "idle")
-        self.progress_bar.setValue(100 if summary and summary.get("outcome") == "completed"
-                                   else self.progress_bar.value())
-        self._idle_sentence = f"Past run: {(summary or {}).get('reason') or 'no summary'}"
-        self._show_safety(running=False, live=None)
+        self.phase_display.set_phase("past", "PAST RUN")
+        self.progress_bar.setValue(100 if summary and summary.get("outcome") == Outcome.COMPLETED
+                                   else 0)
+        self.treatment_label.setText(treatment_text(experiment.procedure,
+                                                    prefix="PAST RUN \u25b8"))
+        self._idle_sentence = (f"{os.path.basename(experiment.data_filename)}: "
+                               f"{(summary or {}).get('reason') or 'no summary'}")
+        self._show_safety(running=False, live=None, state="off")
+
+    # ------------------------------------------------------------------ no modal dialogs
+
+    def remove_experiment(self, experiment: Any) -> None:
+        """PyMeasure asks in a modal box: not during a run."""
+        if self._refuse_modal("Removing runs from the list"):
+            return
+        super().remove_experiment(experiment)
+
+    def delete_experiment_data(self, experiment: Any) -> None:
+        """PyMeasure asks in a modal box: not during a run."""
+        if self._refuse_modal("Deleting data files"):
+            return
+        super().delete_experiment_data(experiment)
+
+    def save_experiment_copy(self, source_filename: str) -> None:
+        """PyMeasure's save dialog is modal: not during a run."""
+        if self._refuse_modal("Saving a copy"):
+            return
+        super().save_experiment_copy(source_filename)
+
+    def change_color(self, experiment: Any) -> None:
+        """PyMeasure's colour dialog is modal: not during a run."""
+        if self._refuse_modal("Changing a run's colour"):
+            return
+        super().change_color(experiment)
+
+    def _refuse_modal(self, what: str) -> bool:
+        if self.manager.is_running():
+            self.refuse(f"{what} is not available during a run (the E-stop must stay "
+                        "reachable). Try again after the run.")
+            return True
+        return False
 
     # ------------------------------------------------------------------ closing
 
-    def confirm_close(self) -> bool:
-        """Ask before closing during a run (tests replace this)."""
-        answer = QtWidgets.QMessageBox.question(
-            self, "A run is in progress",
-            "A run is in progress. Closing switches the output OFF at once (emergency stop) "
-            "and ends the run. Close the front panel?",
-            QtWidgets.QMessageBox.StandardButton.Yes | QtWidgets.QMessageBox.StandardButton.No,
-            QtWidgets.QMessageBox.StandardButton.No)
-        return answer == QtWidgets.QMessageBox.StandardButton.Yes
-
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:  # noqa: N802 (Qt API)
-        """During a run: ask, E-stop, and close only once the worker has finished the files."""
+        """During a run: ask in the panel (not a modal box), E-stop, close after the files."""
         if self.manager.is_running():
             event.ignore()
-            if self._close_pending:
-                return
-            if not self.confirm_close():
-                return
-            self._close_pending = True
-            self.emergency_stop(ESTOP_CLOSE)
-            self.statusBar().showMessage("Closing: output off, finishing the results files\u2026")
+            if not self._close_pending:
+                self.close_confirm.ask(
+                    "A run is in progress",
+                    "Closing switches the output OFF at once (emergency stop) and ends the "
+                    "run. The EMERGENCY STOP and Esc work as always.")
             return
         self._teardown()
         super().closeEvent(event)
+
+    def _close_confirmed(self) -> None:
+        if not self.manager.is_running():
+            self.close()
+            return
+        self._close_pending = True
+        self.emergency_stop(ESTOP_CLOSE)
+        self.statusBar().showMessage("Closing: output off, finishing the results files\u2026")
 
     def quit(self, evt: Any = None) -> None:
         """Application quit: E-stop a running run and wait for its files, then close."""
@@ -690,12 +1104,16 @@ class FrontPanelWindow(ManagedWindowBase):
         return not self.manager.is_running()
 
     def _teardown(self) -> None:
-        """Stop polling and take the log handler off the root logger (once)."""
+        """Stop polling and the alarm; take the log handler off the root logger (once)."""
         if self._closed:
             return
         self._closed = True
         self.refresh_timer.stop()
+        self.alarm.stop()
         self.cancel_queued()  # nothing may start after the panel is gone
+        QtWidgets.QApplication.instance().removeEventFilter(self)
+        if self.results_dialog is not None:
+            self.results_dialog.close()
         logging.getLogger().removeHandler(self.log_handler)
         logging.getLogger("ionto_instruments").setLevel(self._package_log_level)
         with contextlib.suppress(TypeError, RuntimeError):

@@ -177,6 +177,8 @@ class ConstantCurrentIontophoresis(Procedure):
         self.results_file: str | None = None
         #: The summary dict, available after shutdown.
         self.summary: dict[str, Any] | None = None
+        #: The screening answers (question key -> yes), recorded in the summary.
+        self.screening_answers: dict[str, bool] | None = None
         #: Set by IontoResults: raises StorageFault when the last row did not reach the disk.
         self.storage_check: Callable[[], None] | None = None
         self.storage_close: Callable[[], None] | None = None
@@ -243,6 +245,10 @@ class ConstantCurrentIontophoresis(Procedure):
             raise InvalidParameter("instrument model", f"{self.instrument_model!r} is not one "
                                    f"of {', '.join(SUPPORTED_MODELS)}")
         plan = self.build_plan()
+        if self.subject_kind == "human" and self.screening_answers is not None:
+            screening = evaluate_screening(self.screening_answers)
+            if not screening.passed:
+                raise InvalidParameter("screening", screening.reason)
         self._check_extra_rules()
         if self.subject_kind == "human" and not self.screening_confirmed:
             raise InvalidParameter(
@@ -268,6 +274,7 @@ class ConstantCurrentIontophoresis(Procedure):
 
     def confirm_screening(self, answers: dict[str, bool]) -> None:
         """Record a completed screening; raise InvalidParameter naming any contraindication."""
+        self.screening_answers = dict(answers)
         result = evaluate_screening(answers)
         if not result.passed:
             raise InvalidParameter("screening", result.reason)
@@ -588,6 +595,8 @@ class ConstantCurrentIontophoresis(Procedure):
 
     def _shutdown(self) -> None:
         state = self._state
+        if self.source is not None and self.output.source is None:
+            self.output.attach(self.source)  # a pre-opened source, startup ended before it
         self.output.off_now()
         if state.outcome is None:
             if state.error is not None:
@@ -775,6 +784,7 @@ class ConstantCurrentIontophoresis(Procedure):
             "subject_kind": self.subject_kind,
             "subject_id": self.subject_id,
             "session_id": self.session_id,
+            "screening_answers": self.screening_answers,
             "clock": self.clock.name if self.clock else None,
             "max_schedule_lateness_s": round(state.max_lateness_s, 6),
             "events": [e.as_dict() for e in state.events],

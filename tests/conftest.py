@@ -63,3 +63,29 @@ def _quiet_pymeasure_logs():
 def _records_in_a_temporary_database(tmp_path_factory: pytest.TempPathFactory) -> None:
     """The front panel opens the course record: never the user's own during tests."""
     os.environ["IONTO_DB"] = f"sqlite:///{tmp_path_factory.mktemp('records') / 'r.sqlite3'}"
+
+
+#: Longest a front-panel test waits for a run (ms of real time).
+GUI_RUN_TIMEOUT_MS = 20_000
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    """A front panel on the simulator at 600x, results in tmp; cleaned up after the test."""
+    from ionto_instruments.gui.window import FrontPanelWindow  # Qt only for GUI tests
+
+    root = logging.getLogger()
+    handlers_before = list(root.handlers)
+    package_level = logging.getLogger("ionto_instruments").level
+    win = FrontPanelWindow(scenario="normal", speed=600.0, directory=tmp_path / "runs")
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitExposed(win)
+    yield win
+    if win.manager.is_running():
+        win.emergency_stop("test teardown")
+        qtbot.waitUntil(lambda: not win.manager.is_running(), timeout=GUI_RUN_TIMEOUT_MS)
+    win.close()
+    assert win.log_handler not in root.handlers
+    assert root.handlers == handlers_before
+    assert logging.getLogger("ionto_instruments").level == package_level

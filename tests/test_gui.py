@@ -8,60 +8,23 @@ import math
 from pathlib import Path
 
 import pytest
-from pymeasure.experiment import Procedure  # noqa: E402
-from pyqtgraph.Qt import QtCore, QtWidgets  # noqa: E402
+from gui_support import (
+    RUN_TIMEOUT_MS,
+    button,
+    queue_run,
+    wait_for_end,
+    wait_for_phase,
+)
+from pymeasure.experiment import Procedure
+from pyqtgraph.Qt import QtCore, QtWidgets
 
-from ionto_instruments.clock import ScaledClock, VirtualClock  # noqa: E402
-from ionto_instruments.gui.window import FrontPanelWindow  # noqa: E402
-from ionto_instruments.procedures.results import load_summary  # noqa: E402
-from ionto_instruments.procedures.runner import make_procedure, run_protocol  # noqa: E402
-from ionto_instruments.procedures.screening import CONTRAINDICATIONS  # noqa: E402
+from ionto_instruments.clock import ScaledClock, VirtualClock
+from ionto_instruments.gui.window import FrontPanelWindow
+from ionto_instruments.procedures.results import load_summary
+from ionto_instruments.procedures.runner import make_procedure, run_protocol
+from ionto_instruments.procedures.screening import CONTRAINDICATIONS
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
-
-RUN_TIMEOUT_MS = 20_000
-
-
-@pytest.fixture
-def window(qtbot, tmp_path):
-    """A front panel on the simulator at 600x, results in tmp; cleaned up after the test."""
-    root = logging.getLogger()
-    handlers_before = list(root.handlers)
-    package_level = logging.getLogger("ionto_instruments").level
-    win = FrontPanelWindow(scenario="normal", speed=600.0, directory=tmp_path / "runs")
-    qtbot.addWidget(win)
-    win.show()
-    qtbot.waitExposed(win)
-    yield win
-    if win.manager.is_running():
-        win.emergency_stop("test teardown")
-        qtbot.waitUntil(lambda: not win.manager.is_running(), timeout=RUN_TIMEOUT_MS)
-    win.close()
-    assert win.log_handler not in root.handlers
-    assert root.handlers == handlers_before
-    assert logging.getLogger("ionto_instruments").level == package_level
-
-
-def button(win: FrontPanelWindow, name: str) -> QtWidgets.QPushButton:
-    widget = win.findChild(QtWidgets.QPushButton, name)
-    assert widget is not None, f"no button named {name!r}"
-    return widget
-
-
-def queue_run(win: FrontPanelWindow, **values):
-    """Queue a run through the window with parameters given as Procedure values."""
-    experiment = win.queue(procedure=make_procedure(values) if values else None)
-    assert experiment is not None, win.notice.text()
-    return experiment
-
-
-def wait_for_phase(qtbot, procedure, phase: str = "hold") -> None:
-    qtbot.waitUntil(lambda: procedure.live.phase == phase, timeout=RUN_TIMEOUT_MS)
-
-
-def wait_for_end(qtbot, win: FrontPanelWindow) -> None:
-    qtbot.waitUntil(lambda: not win.manager.is_running(), timeout=RUN_TIMEOUT_MS)
-
 
 def test_window_opens_with_panel_controls(window):
     estop = button(window, "emergencyStop")
@@ -124,11 +87,15 @@ def _assert_estopped(qtbot, window, experiment, reason_part: str) -> None:
     assert reason_part in summary["reason"]
     assert summary["output_off_confirmed"] is True
     assert procedure.status == Procedure.ABORTED
-    assert experiment.browser_item.text(3) == "Aborted"
+    assert experiment.browser_item.text(3) == "E-stopped"
     alert = window.findChild(QtWidgets.QFrame, "tripAlert")
     assert alert.isVisible() and reason_part in alert.text()
+    assert alert.title_text() == "EMERGENCY STOP \u2014 output switched off"
+    assert "SAFETY TRIP" not in alert.title_text()
     assert window.safety_light.state() == "tripped"
-    assert reason_part in window.safety_light.sentence.text()
+    assert window.safety_light.caption.text() == "EMERGENCY STOP"
+    assert reason_part in window.safety_light.full_sentence()
+    assert not window.alarm.is_active()  # the operator's own stop: no alarm
     assert load_summary(experiment.data_filename) == summary  # the files are complete
 
 
@@ -201,21 +168,31 @@ def test_screening_dialog_gates_a_human_run(qtbot, window):
     assert isinstance(experiment.procedure.clock, VirtualClock)
     wait_for_end(qtbot, window)
     assert experiment.procedure.summary["outcome"] == "completed"
+    recorded = load_summary(experiment.data_filename)["screening_answers"]
+    assert recorded == {c.key: False for c in CONTRAINDICATIONS}
 
 
-def test_screening_yes_refuses_the_run(qtbot, window):
+def test_screening_yes_refuses_the_run_and_records_it(qtbot, window):
     window.inputs.subject_kind.setValue("human")
+    window.inputs.subject_id.setValue("P-01")
     answers = {c.key: False for c in CONTRAINDICATIONS}
     answers["pacemaker"] = True
     checks: list = []
     _answer_screening(qtbot, window, answers, checks)
     assert window.queue() is None
     assert all(ok for _, ok in checks), checks
-    assert not window.manager.is_running()
-    assert window.browser.topLevelItemCount() == 0
     notice = window.findChild(QtWidgets.QFrame, "refusalNotice")
     assert notice.isVisible() and "pacemaker" in notice.text()
-    assert not list((Path(window.directory)).glob("*.csv"))
+    wait_for_end(qtbot, window)
+    [csv] = Path(window.directory).glob("*.csv")
+    summary = load_summary(csv)  # the refusal is on record: answers, and no current
+    assert summary["outcome"] == "refused" and summary["rule"] == "pre-flight"
+    assert "pacemaker" in summary["reason"].lower()
+    assert summary["screening_answers"] == answers
+    assert summary["output_was_on"] is False and summary["samples"] == 0
+    assert summary["delivered_dose_mA_min"] == 0
+    assert window.browser.topLevelItem(0).text(3) == "Refused (pre-flight)"
+    assert not window.trip_alert.is_active() and notice.isVisible()
 
 
 def test_cancelled_screening_refuses_the_run(qtbot, window):
@@ -247,7 +224,7 @@ def test_fault_scenario_latches_red_until_acknowledged(qtbot, window):
     assert alert.isVisible() and alert.text() == sentence
     assert window.safety_light.state() == "tripped"
     assert window.safety_light.color() == "#e03131"
-    assert window.safety_light.sentence.text() == sentence
+    assert window.safety_light.full_sentence() == sentence
     qtbot.wait(300)  # several refresh ticks later it is still red and still shown
     assert alert.isVisible() and window.safety_light.state() == "tripped"
     assert window.queue() is None  # no new run before the trip is acknowledged
@@ -257,15 +234,18 @@ def test_fault_scenario_latches_red_until_acknowledged(qtbot, window):
     assert experiment.procedure.simulator.model.output_enabled is False
 
 
-def test_closing_during_a_run_switches_off_and_completes_files(qtbot, window, monkeypatch):
+def test_closing_during_a_run_switches_off_and_completes_files(qtbot, window):
     experiment = queue_run(window)
     procedure = experiment.procedure
     wait_for_phase(qtbot, procedure, "hold")
-    monkeypatch.setattr(window, "confirm_close", lambda: False)
     window.close()
+    confirm = window.findChild(QtWidgets.QFrame, "closeConfirm")
+    assert confirm.isVisible() and QtWidgets.QApplication.activeModalWidget() is None
+    qtbot.mouseClick(button(window, "closeConfirmNo"), QtCore.Qt.MouseButton.LeftButton)
     assert window.isVisible() and window.manager.is_running()  # declined: nothing happens
-    monkeypatch.setattr(window, "confirm_close", lambda: True)
+    assert procedure.simulator.model.output_enabled is True
     window.close()
+    qtbot.mouseClick(button(window, "closeConfirmYes"), QtCore.Qt.MouseButton.LeftButton)
     assert procedure.simulator.model.output_enabled is False
     qtbot.waitUntil(lambda: not window.isVisible(), timeout=RUN_TIMEOUT_MS)
     assert not window.manager.is_running()
@@ -334,7 +314,7 @@ def test_internal_error_in_a_run_ends_it_cleanly(qtbot, window):
     experiment = window.queue(procedure=procedure)
     wait_for_end(qtbot, window)
     qtbot.wait(100)  # a duplicate FAILED status from the worker must not break the manager
-    assert experiment.browser_item.text(3) == "Failed"
+    assert experiment.browser_item.text(3) == "Fault"
     assert procedure.summary["outcome"] == "fault"
     assert procedure.simulator.model.output_enabled is False
     assert window.trip_alert.is_active() and "simulated bug" in window.trip_alert.text()

@@ -9,20 +9,22 @@ import numpy as np
 import pyqtgraph as pg
 import pytest
 
-from ionto_instruments.gui.charts import ChartsWidget, ChunkedCurve, ResultsTail  # noqa: E402
-from ionto_instruments.gui.dialogs import ScreeningDialog  # noqa: E402
-from ionto_instruments.gui.indicators import (  # noqa: E402
+from ionto_instruments.gui.alerts import TripAlert
+from ionto_instruments.gui.charts import ChartsWidget
+from ionto_instruments.gui.chunked_curve import ChunkedCurve
+from ionto_instruments.gui.dialogs import ScreeningDialog
+from ionto_instruments.gui.indicators import (
     SafetyLight,
     SimulationBanner,
-    TripAlert,
     format_duration,
     format_number,
 )
-from ionto_instruments.gui.window import describe_summary, drug_description  # noqa: E402
-from ionto_instruments.procedures.results import DATA_COLUMNS, IontoResults  # noqa: E402
-from ionto_instruments.procedures.runner import make_procedure  # noqa: E402
-from ionto_instruments.procedures.screening import CONTRAINDICATIONS  # noqa: E402
-from ionto_instruments.simulator import SCENARIOS  # noqa: E402
+from ionto_instruments.gui.results_tail import ResultsTail
+from ionto_instruments.gui.window import describe_summary, drug_description
+from ionto_instruments.procedures.results import DATA_COLUMNS, IontoResults
+from ionto_instruments.procedures.runner import make_procedure
+from ionto_instruments.procedures.screening import CONTRAINDICATIONS
+from ionto_instruments.simulator import SCENARIOS
 
 
 def _row(i: int, event: str = "") -> dict:
@@ -173,7 +175,7 @@ def test_indicators_format_and_latch(qtbot):
     qtbot.addWidget(alert)
     signals = []
     alert.acknowledged.connect(lambda: signals.append(1))
-    alert.raise_alert("Contact lost: impedance rose")
+    alert.raise_alert("Contact lost: impedance rose", "SAFETY TRIP (impedance-high)")
     assert alert.is_active() and alert.text() == "Contact lost: impedance rose"
     alert.button.click()
     assert not alert.is_active() and signals == [1]
@@ -197,5 +199,5 @@ def test_drug_and_summary_texts():
     text = describe_summary({"outcome": "aborted", "rule": "contact-lost",
                              "delivered_dose_mA_min": 1.5, "planned_dose_mA_min": 59.0,
                              "duration_s": 90.0, "output_off_confirmed": False})
-    assert "ABORTED" in text and "contact-lost" in text and "NOT CONFIRMED" in text
+    assert "TRIPPED (contact-lost)" in text and "NOT CONFIRMED" in text
     assert "No summary" in describe_summary(None)

@@ -42,6 +42,24 @@ def register(commands: Any, run_parser: argparse.ArgumentParser | None = None) -
     _db_commands(commands)
     if run_parser is not None:
         add_run_arguments(run_parser)
+    gui = getattr(commands, "choices", {}).get("gui")
+    if gui is not None:
+        gui.add_argument("--db", metavar="URL", help="records database of the Course panel "
+                                                     "(default: $IONTO_DB, else the user data dir)")
+        handler = gui.get_default("handler")
+        if handler is not None:
+            gui.set_defaults(handler=lambda args: _with_db_env(args, handler))
+
+
+def _with_db_env(args: argparse.Namespace, handler: Handler) -> int:
+    """`ionto gui --db URL`: the Course panel opens that database (through IONTO_DB)."""
+    import os
+
+    from .store import ENV_VAR
+
+    if getattr(args, "db", None):
+        os.environ[ENV_VAR] = args.db
+    return handler(args)
 
 
 def _common(parser: argparse.ArgumentParser, who: bool = False) -> None:
@@ -717,11 +735,22 @@ def run_with_course(args: argparse.Namespace, run: Handler) -> int:
 def _apply_course(args: argparse.Namespace, course: Any, subject_code: str, drug: str) -> None:
     """Take the course's protocol, drug and subject unless the flags say otherwise."""
     from ..protocol_file import BY_KEY
+    from .audit import file_sha256
     from .rules import RecordValueError
     from .store import check_drug
 
     if args.protocol is None and course.protocol_path:
         args.protocol = course.protocol_path
+        try:
+            changed = file_sha256(course.protocol_path) != course.protocol_sha256
+        except OSError as exc:
+            raise RecordValueError("protocol", f"course {course.id}'s protocol file "
+                                   f"{course.protocol_path} cannot be read "
+                                   f"({exc.strerror or exc})") from None
+        if changed:
+            raise RecordValueError("protocol", f"course {course.id}'s protocol file "
+                                   f"{course.protocol_path} changed since the course started "
+                                   f"(SHA-256 differs): restore it, or start a new course")
     for name, value in json.loads(course.settings_json or "{}").items():
         setting = BY_KEY.get(f"protocol.{name}")
         if setting is not None and getattr(args, setting.dest, None) is None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -202,3 +203,33 @@ def test_audit_verify_names_an_edited_row_by_exit_3(capsys, db, course, db_url) 
     code, out, _ = ionto(capsys, "audit", "verify", *db)
     assert code == 3
     assert "PROBLEM edited-row: subjects row 2 was edited after audit entry" in out
+
+
+def test_gui_db_flag_points_the_course_panel_at_that_database(monkeypatch) -> None:
+    from ionto_instruments.procedures.cli import build_parser
+    from ionto_instruments.procedures.records import cli as records_cli
+
+    args = build_parser().parse_args(["gui", "--db", "postgresql://station@server/clinic"])
+    seen = []
+    assert records_cli._with_db_env(args, lambda a: seen.append(os.environ["IONTO_DB"]) or 0) == 0
+    assert seen == ["postgresql://station@server/clinic"]
+
+
+def test_run_course_uses_its_protocol_file_and_refuses_a_changed_one(capsys, db,
+                                                                     tmp_path) -> None:
+    protocol = tmp_path / "course.toml"
+    protocol.write_text("[protocol]\ndrug = \"dexamethasone\"\ncurrent_mA = 1.0\n"
+                        "duration_min = 2.0\n")
+    ionto(capsys, "subject", "add", "S009", *db)
+    code, data = ionto_json(capsys, "course", "start", "S009", "--drug", "dexamethasone",
+                            "--protocol", str(protocol), *db)
+    assert code == 0 and data["protocol_sha256"]
+    course = str(data["course"])
+    code, out, err = ionto(capsys, "run", "--course", course, *RUN, "--output",
+                           str(tmp_path / "runs"), *db, "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert (summary["target_current_mA"], summary["drug"]) == (1.0, "dexamethasone")
+    protocol.write_text(protocol.read_text().replace("1.0", "3.0"))
+    code, out, err = ionto(capsys, "run", "--course", course, *RUN, "--reason", "x", *db)
+    assert code == 2 and "changed since the course started" in err
