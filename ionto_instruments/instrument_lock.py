@@ -1,10 +1,11 @@
 """One instrument, one controller: an exclusive lock on a VISA resource while a run uses it.
 
-Two layers: a lock file per resource (`fcntl.flock`, machine-wide, released by the kernel
-when the process dies, even by `kill -9`, so it never goes stale), and VISA's own exclusive
-lock on the open session where the VISA library supports it (NI-VISA does, across machines;
-pyvisa-py and the simulator do not, and then the lock file is the lock). A second controller
+The Procedure takes a lock file per resource (`fcntl.flock`, machine-wide, released by the
+kernel when the process dies, even by `kill -9`, so it never goes stale). A second controller
 gets `InstrumentBusy`, naming the process that holds the instrument, before anything is sent.
+`lock_visa_session` takes VISA's own exclusive lock (NI-VISA: across machines); the Procedure
+does not use it, because it would also lock out the run's guard process, whose own session
+must be able to switch a hung run off (a shared lock with a key for the guard is next).
 """
 
 from __future__ import annotations

@@ -192,6 +192,29 @@ COMPLIANCE_VOLTAGE = Range("COMPLIANCE_VOLTAGE", 40.0, 1.0, MAX_COMPLIANCE.value
                            "compliance voltage", f"{ENGINEERING}; {EVIDENCE}")
 SAMPLE_INTERVAL = Range("SAMPLE_INTERVAL", 0.2, 0.05, 2.0, "s", "sample interval", ENGINEERING)
 
+# -- the fail-safe beyond the run's process (guard process, 2450 dead-man) ----------------------
+
+GUARD_TIMEOUT_FACTOR = _limit("GUARD_TIMEOUT_FACTOR", 2.0, "x",
+                              "guard: trips after this many (sample interval + VISA timeout) "
+                              "without a heartbeat", ENGINEERING)
+GUARD_TIMEOUT_MIN = _limit("GUARD_TIMEOUT_MIN", 2.0, "s",
+                           "guard: heartbeat timeout never below this", ENGINEERING)
+GUARD_ARM_TIMEOUT = _limit("GUARD_ARM_TIMEOUT", 15.0, "s",
+                           "guard: the run waits this long for it to arm, else refuses",
+                           ENGINEERING)
+GUARD_TRIP_ATTEMPTS = _limit("GUARD_TRIP_ATTEMPTS", 5.0, "attempts",
+                             "guard: off-write + read-back attempts (reopening) on a trip",
+                             ENGINEERING)
+DEAD_MAN_MARGIN = _limit("DEAD_MAN_MARGIN", 1.0, "s",
+                         "2450 dead-man: T = guard timeout + this (the guard acts first)",
+                         ENGINEERING)
+DEAD_MAN_SLACK = _limit("DEAD_MAN_SLACK", 10.0, "s",
+                        "2450 dead-man: ends by itself this long after the planned end",
+                        ENGINEERING)
+DEAD_MAN_MEASURE_TIME = _limit("DEAD_MAN_MEASURE_TIME", 0.025, "s",
+                               "2450 dead-man: time one measure block takes (1 PLC at 50 Hz)",
+                               "2450 Reference Manual (NPLC); docs/scpi.md, 2450 dead-man")
+
 # -- input sanity of the driver (wider than the parameters: the driver is used on its own too) ---
 
 DRIVER_AREA = Range("DRIVER_AREA", 10.0, 0.01, 1000.0, "cm²",

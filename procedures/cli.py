@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 from ionto_instruments import __version__
 from ionto_instruments import limits as L
 
+from .cli_failsafe import register as register_failsafe
 from .contracts import EMERGENCY_STOP, INSTRUMENT_FAULT, PRE_FLIGHT, Outcome
+from .guard import GUARD_RULE
 from .protocol_file import (
     BY_KEY,
     SETTINGS,
@@ -91,7 +93,7 @@ def exit_code(summary: dict[str, Any]) -> int:
     outcome, rule = summary.get("outcome"), summary.get("rule")
     if outcome == Outcome.COMPLETED:
         return EXIT_OK
-    if rule in (INSTRUMENT_FAULT, STORAGE_FAULT):
+    if rule in (INSTRUMENT_FAULT, STORAGE_FAULT, GUARD_RULE):
         return EXIT_INSTRUMENT
     if outcome == Outcome.STOPPED or rule == EMERGENCY_STOP:
         return EXIT_STOPPED
@@ -261,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_flag(gui, BY_KEY["instrument.resource"])
     add_flag(gui, BY_KEY["instrument.model"], default="keithley2400")
     gui.set_defaults(handler=cmd_gui)
+    register_failsafe(commands)
     records_cli.register(commands, run)  # subject/course/session/audit/export/db, run --course
     return parser
 

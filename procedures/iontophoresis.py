@@ -37,7 +37,12 @@ from ionto_instruments.connect import (
     SUPPORTED_MODELS,
     open_source,
 )
-from ionto_instruments.instrument_lock import InstrumentLock, lock_visa_session
+from ionto_instruments.deadman2450 import (
+    DeadManPlan,
+    dead_man_timeout,
+    open_dead_man_source,
+)
+from ionto_instruments.instrument_lock import InstrumentLock
 from ionto_instruments.limits import Range, ascii_unit
 from ionto_instruments.output import OutputGuard
 from ionto_instruments.source import CurrentSource, InstrumentError, InstrumentFault
@@ -54,6 +59,8 @@ from .contracts import (
 )
 from .drugs import DRUGS, get_drug
 from .events import CELL_SEPARATOR, RunEvent
+from .guard import GUARD_RULE, GuardError, GuardLink, heartbeat_timeout
+from .keepawake import SleepInhibitor
 from .plan import DoseIntegrator, InvalidParameter, ProtocolPlan
 from .results import (
     DATA_COLUMNS,
@@ -202,6 +209,15 @@ class ConstantCurrentIontophoresis(Procedure):
         self._dose = DoseIntegrator()
         self._t0 = 0.0
         self._last_setpoint: float | None = None
+        #: The guard process: None = automatic (every real-time run on a VISA resource).
+        self.guard_required: bool | None = None
+        self.guard: GuardLink | None = None
+        self._guard_handled = False
+        self._guard_ramp_pending = False
+        self._inhibitor = SleepInhibitor()
+        #: On a 2450 in real time, hold the output with the instrument's own dead-man.
+        self.instrument_dead_man = True
+        self._dead_man: DeadManPlan | None = None
 
     # ------------------------------------------------------------------ public controls
 
@@ -340,14 +356,16 @@ class ConstantCurrentIontophoresis(Procedure):
             if self.source is None and self.resource:
                 self._instrument_lock = InstrumentLock(self.resource)
                 self._instrument_lock.acquire()  # one instrument, one controller
+            if self.source is None and self._wants_dead_man():
+                self.source = open_dead_man_source(self.resource, baud_rate=int(self.baud_rate),
+                                                   terminator=self.serial_terminator)
+                self._opened_source = True
             if self.source is None:
                 self.source = open_source(
                     resource=self.resource or None, model=self.instrument_model,
                     scenario=self.scenario, clock=self.clock, seed=int(self.seed),
                     baud_rate=int(self.baud_rate), terminator=self.serial_terminator)
                 self._opened_source = True
-                if self.resource:
-                    lock_visa_session(self.source, self.resource)
             self.output.attach(self.source)
             self.instrument_idn = self.source.identify()
             self.simulated = str(bool(self.source.simulated))
@@ -360,6 +378,11 @@ class ConstantCurrentIontophoresis(Procedure):
             return
         self._monitor = SafetyMonitor(self._safety_config(self._plan), self.extra_rules)
         self._t0 = self.clock.now()
+        try:
+            self._start_guard()
+        except GuardError as exc:
+            self._finish(Outcome.FAULT, GUARD_RULE, f"Refused before energizing: {exc}")
+            return
         log.info("Run started: %s", self._describe_plan())
 
     def execute(self) -> None:
@@ -399,6 +422,7 @@ class ConstantCurrentIontophoresis(Procedure):
         self._set_phase(Phase.CONTACT_CHECK, self._t())
         test_mA = plan.polarity * CONTACT_CHECK_MA
         self._set_current(test_mA)
+        self._before_output_on()
         self.output.on()  # refused after an emergency stop: the first tick then records it
         impedances: list[float] = []
         compliance = False
@@ -504,6 +528,7 @@ class ConstantCurrentIontophoresis(Procedure):
             k = 1
             self._sleep_until(base + interval - self._t0)
         while True:
+            self._beat()
             self._check_interrupts(stoppable)
             phase, setpoint = profile(self._t())
             self._set_phase(phase, self._t())
@@ -547,6 +572,7 @@ class ConstantCurrentIontophoresis(Procedure):
         return sample
 
     def _check_interrupts(self, stoppable: bool) -> None:
+        self._check_guard(stoppable)
         if self._estop.is_set():
             self._trip(self._t(), Outcome.ABORTED, EMERGENCY_STOP,
                        f"{self._estop_reason}: output switched off at once")
@@ -591,13 +617,114 @@ class ConstantCurrentIontophoresis(Procedure):
         message = verdict.message if verdict else f"Instrument fault: {exc}"
         self._trip(t, Outcome.FAULT, INSTRUMENT_FAULT, message)
 
+    # ------------------------------------------------------------------ the guard process
+
+    def _needs_guard(self) -> bool:
+        """Automatic: every real-time run on a VISA resource (not the in-process simulator)."""
+        if self.guard_required is not None:
+            return self.guard_required
+        return not getattr(self.source, "simulated", False) and isinstance(self._clock(),
+                                                                           RealClock)
+
+    def _start_guard(self) -> None:
+        """Start the guard process and wait until it is armed (GuardError if it cannot be)."""
+        self.guard_required = self._needs_guard()
+        if not self.guard_required:
+            return
+        source = self._source()
+        plan = self._require_plan()
+        t0 = self._t0 if isinstance(self._clock(), RealClock) else None
+        link = GuardLink(source.resource_name, self.instrument_model,
+                         heartbeat_timeout(plan.sample_interval_s), self.results_file, t0,
+                         visa_library=str(getattr(source, "_open_args", ("",))[0] or ""))
+        link.start()
+        self.guard = link
+        arm = getattr(source, "arm_dead_man", None)
+        if arm is not None:
+            self._dead_man = DeadManPlan(
+                timeout_s=dead_man_timeout(plan.sample_interval_s, link.timeout_s),
+                planned_s=CONTACT_CHECK_S + plan.total_s + plan.ramp_down_s
+                + L.DEAD_MAN_SLACK.value,
+                sample_interval_s=plan.sample_interval_s)
+            arm(self._dead_man)
+            self._event(self._t(), EventKind.INFO, f"2450 dead-man armed: the instrument "
+                        f"switches off {self._dead_man.timeout_s:g} s after the last heartbeat "
+                        f"and by itself {self._dead_man.planned_s:g} s after output-on")
+        self._event(self._t(), EventKind.INFO, f"Guard process {link.pid} armed on "
+                    f"{link.resource} (timeout {link.timeout_s:g} s)")
+
+    def _before_output_on(self) -> None:
+        """Refuse output-on unless the guard is up and armed; hold the sleep inhibitor."""
+        if self.guard_required and (self.guard is None or not self.guard.armed
+                                    or self.guard.problem() is not None):
+            self._finish(Outcome.FAULT, GUARD_RULE, "Refused to switch the output on: the "
+                         "guard process is not up and armed")
+            raise _Abort
+        if isinstance(self._clock(), RealClock):
+            self._inhibitor.acquire()
+
+    def _wants_dead_man(self) -> bool:
+        return (bool(self.resource) and self.instrument_model == "keithley2450"
+                and self.instrument_dead_man and self.guard_required is not False
+                and isinstance(self._clock(), RealClock))
+
+    def _beat(self) -> None:
+        """Heartbeat to the guard process and (2450) to the instrument's dead-man."""
+        if self.guard is not None:
+            self.guard.beat()
+        heartbeat = getattr(self.source, "heartbeat", None)
+        if heartbeat is not None:
+            heartbeat()
+
+    def _check_guard(self, stoppable: bool) -> None:
+        """A guard that died, froze or tripped ends the treatment as a fault."""
+        guard = self.guard
+        if guard is None:
+            return
+        if self._guard_handled:
+            if stoppable and self._guard_ramp_pending:
+                self._guard_ramp_pending = False
+                self._ramp_down(from_mA=self._last_setpoint or 0.0, outcome=Outcome.FAULT,
+                                reason=self._state.reason, delay_first=False)
+                raise _Abort
+            return
+        problem = guard.problem()
+        if problem is None:
+            return
+        self._guard_handled = True
+        t = self._t()
+        if guard.guard_tripped():
+            self._trip(t, Outcome.FAULT, GUARD_RULE, f"{problem}: output off, run ended")
+        message = f"Guard lost ({problem}): the treatment is stopped, ramping down"
+        self._event(t, EventKind.TRIP, message)
+        self._finish(Outcome.FAULT, GUARD_RULE, message)
+        # Ramp down at the next point where the loop may change course (now, if it can);
+        # a ramp-down already under way simply goes on.
+        self._guard_ramp_pending = True
+        self._check_guard(stoppable)
+
+    def _end_guard(self) -> None:
+        """Release the guard once the output is confirmed off; otherwise leave it armed."""
+        guard = self.guard
+        if guard is None or guard.released:
+            return
+        if self.output.off_confirmed_or_never_on:
+            guard.release()
+        else:
+            log.critical("The output is not confirmed off: the guard stays armed and will "
+                         "switch it off when this run's heartbeat stops")
+
     # ------------------------------------------------------------------ bookkeeping
 
     def _shutdown(self) -> None:
         state = self._state
         if self.source is not None and self.output.source is None:
             self.output.attach(self.source)  # a pre-opened source, startup ended before it
+        with contextlib.suppress(Exception):
+            self._beat()
         self.output.off_now()
+        self._inhibitor.release()
+        self._end_guard()
         if state.outcome is None:
             if state.error is not None:
                 self._finish(Outcome.FAULT, None, f"Internal error: {state.error}")
@@ -787,6 +914,11 @@ class ConstantCurrentIontophoresis(Procedure):
             "screening_answers": self.screening_answers,
             "clock": self.clock.name if self.clock else None,
             "max_schedule_lateness_s": round(state.max_lateness_s, 6),
+            "guard": self.guard.describe() if self.guard is not None else None,
+            "instrument_dead_man": (self._dead_man.describe() if self._dead_man is not None
+                                    else None),
+            "sleep_inhibitor": (self._inhibitor.state.as_dict()
+                                if self._inhibitor.state is not None else None),
             "events": [e.as_dict() for e in state.events],
         }
 
