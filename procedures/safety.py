@@ -77,7 +77,10 @@ RULE_DOCS: dict[str, str] = {
                   "compliance: current no longer regulated",
     "impedance-low": "\\|V/I\\| < {IMPEDANCE_LOW} (a short)",
     "impedance-drop": "impedance < {IMPEDANCE_DROP_FRACTION} of its maximum over the last "
-                      "{IMPEDANCE_DROP_WINDOW} (skin decays over minutes: a hot spot)",
+                      "{IMPEDANCE_DROP_WINDOW} (skin decays over minutes: a hot spot); like "
+                      "every impedance rule, judged on each reading whose V/I noise is at most "
+                      "{IMPEDANCE_MAX_NOISE} (from 0.05 mA up), the contact check as the "
+                      "reference from the first ramp sample",
     "regulation": "\\|I − Iset\\| > max({REGULATION_FRACTION}, {REGULATION_FLOOR}) for > "
                   "{REGULATION_DURATION}",
     "dose-cap": "dose > the run's cap (at most {MAX_DOSE}) + {MEASUREMENT_TOLERANCE} "
