@@ -161,6 +161,9 @@ CONTACT_CHECK_CURRENT = _limit("CONTACT_CHECK_CURRENT", 0.05, "mA", "contact-che
                                f"{EVIDENCE} (Open-tDCS-Stack: 50 µA contact test current)")
 CONTACT_CHECK_DURATION = _limit("CONTACT_CHECK_DURATION", 2.0, "s", "contact-check duration",
                                 ENGINEERING)
+PAUSE_RAMP = _limit("PAUSE_RAMP", 5.0, "s", "pause: ramp from the setpoint to zero before "
+                    "the output goes off", f"{ENGINEERING} (a short ramp, as clinical devices "
+                    "pause)")
 CONTACT_MIN = _limit("CONTACT_MIN", 0.5, "kΩ", "contact-check: plausible impedance from",
                      f"{ENGINEERING}; {EVIDENCE} (skin 2-20 kΩ)")
 CONTACT_MAX = _limit("CONTACT_MAX", 100.0, "kΩ", "contact-check: plausible impedance up to",

@@ -31,6 +31,7 @@ class Phase(StrEnum):
     RAMP_UP = "ramp-up"
     HOLD = "hold"
     RAMP_DOWN = "ramp-down"
+    PAUSED = "paused"
     OFF = "off"
 
 
@@ -42,6 +43,8 @@ class EventKind(StrEnum):
     WARNING = "warning"
     TRIP = "trip"
     STOP = "stop"
+    PAUSE = "pause"
+    RESUME = "resume"
     INSTRUMENT_ERROR = "instrument-error"
 
 

@@ -89,6 +89,7 @@ CONTACT_CHECK_S = L.CONTACT_CHECK_DURATION.value
 SUBJECT_KINDS = ("human", "phantom", "in-vitro")
 #: Real-time scheduling jitter tolerated on a scaled (simulator-only) clock before stale-data.
 SCALED_CLOCK_JITTER_S = L.SCALED_CLOCK_JITTER.value
+PAUSE_RAMP_S = L.PAUSE_RAMP.value
 
 
 def _ranged(name: str, limit: Range, **options: Any) -> FloatParameter:
@@ -202,7 +203,16 @@ class ConstantCurrentIontophoresis(Procedure):
         self._opened_source = False
         self._estop = threading.Event()
         self._stop_request = threading.Event()
+        self._pause_request = threading.Event()
+        self._resume_request = threading.Event()
         self._wake = threading.Event()
+        self._in_pause = False
+        self._paused_since: float | None = None
+        self._paused_total_s = 0.0
+        self._pauses: list[dict[str, float]] = []
+        self._resume_t: float | None = None
+        self._rebase_ticks = False
+        self._frozen_remaining: float | None = None
         self._estop_reason = ""
         self._plan: ProtocolPlan | None = None
         self._monitor: SafetyMonitor | None = None
@@ -318,6 +328,37 @@ class ConstantCurrentIontophoresis(Procedure):
         self._stop_request.set()
         self._wake.set()
 
+    def pause(self) -> None:
+        """Pause the treatment: ramp to zero over PAUSE_RAMP, output off and confirmed.
+
+        For the GUI, the CLI and scripts (any thread; not a signal). Honoured once the
+        treatment has begun (ramp-up, hold). The delivered dose and the elapsed treatment time
+        are kept; the pause does not count as treatment time. Stop and emergency stop work
+        while paused. Pauses are `pause`/`resume` events and the summary's `pauses`.
+        """
+        self._resume_request.clear()
+        self._pause_request.set()
+        self._wake.set()
+
+    def resume(self) -> None:
+        """Resume a paused treatment: the contact check again, then ramp back up to the target.
+
+        In dose-controlled mode the hold extends until the dose is delivered, within the
+        maximum treatment time (pauses not counted).
+        """
+        self._resume_request.set()
+        self._wake.set()
+
+    @property
+    def paused(self) -> bool:
+        """True while the output is off for a pause (until the resume's contact check ends)."""
+        return self._paused_since is not None
+
+    @property
+    def pause_requested(self) -> bool:
+        """True from `pause()` until the pause has begun."""
+        return self._pause_request.is_set()
+
     @property
     def events(self) -> tuple[RunEvent, ...]:
         """Every event so far, with its kind as data (a snapshot; safe from any thread).
@@ -369,6 +410,11 @@ class ConstantCurrentIontophoresis(Procedure):
             self.output.attach(self.source)
             self.instrument_idn = self.source.identify()
             self.simulated = str(bool(self.source.simulated))
+            try:  # the model's limits and state (e.g. 2450 interlock), before configuring
+                self.source.check_limits(self._plan.compliance_V, self._plan.target_mA * 1e-3)
+            except ValueError as exc:
+                self._finish("refused", "pre-flight", f"Refused before energizing: {exc}")
+                return
             self.source.limit_current_density(self._plan.electrode_area_cm2,
                                               self._plan.max_density_mA_cm2)
             self.source.configure_current_source(compliance_voltage=self._plan.compliance_V)
@@ -417,7 +463,7 @@ class ConstantCurrentIontophoresis(Procedure):
 
     # ------------------------------------------------------------------ phases
 
-    def _contact_check(self) -> None:
+    def _contact_check(self, refusal: Outcome = Outcome.REFUSED) -> None:
         plan = self._require_plan()
         self._set_phase(Phase.CONTACT_CHECK, self._t())
         test_mA = plan.polarity * CONTACT_CHECK_MA
@@ -436,7 +482,7 @@ class ConstantCurrentIontophoresis(Procedure):
         impedance = statistics.median(tail)
         verdict = evaluate_contact_check(impedance, compliance, self._monitor_config())
         if verdict is not None and verdict.level == Level.ABORT:
-            self._trip(self._t(), Outcome.REFUSED, verdict.rule, verdict.message,
+            self._trip(self._t(), refusal, verdict.rule, verdict.message,
                        phase=Phase.CONTACT_CHECK)
         self._event(self._t(), EventKind.INFO, f"Contact check passed: skin impedance "
                                        f"{impedance / 1e3:.1f} kOhm at {CONTACT_CHECK_MA} mA")
@@ -449,19 +495,21 @@ class ConstantCurrentIontophoresis(Procedure):
 
         if plan.dose_target_mA_min is None:
             def profile(t: float) -> tuple[str, float]:
-                phase = plan.phase(t - start)
-                return (Phase.RAMP_DOWN if phase == Phase.OFF else phase), plan.setpoint(t - start)
+                tau = self._elapsed(t)  # treatment time: pauses do not count
+                phase = plan.phase(tau)
+                phase = Phase.RAMP_DOWN if phase == Phase.OFF else phase
+                return self._after_resume(phase, plan.setpoint(tau), t)
 
-            for _ in self._ticks(profile, until=lambda s: s.t - start >= plan.total_s):
+            for _ in self._ticks(profile, until=lambda s: self._elapsed(s.t) >= plan.total_s):
                 pass
             self._switch_off_at_end(Outcome.COMPLETED)
             return
 
         def dose_profile(t: float) -> tuple[str, float]:
-            tt = t - start
+            tt = self._elapsed(t)
             if tt < plan.ramp_up_s:
-                return Phase.RAMP_UP, plan.ramp_up_setpoint(tt)
-            return Phase.HOLD, plan.setpoint_mA
+                return self._after_resume(Phase.RAMP_UP, plan.ramp_up_setpoint(tt), t)
+            return self._after_resume(Phase.HOLD, plan.setpoint_mA, t)
 
         def hold_done(sample: Sample) -> bool:
             if sample.phase != Phase.HOLD:
@@ -469,7 +517,7 @@ class ConstantCurrentIontophoresis(Procedure):
             ramp_down_dose = abs(sample.current_mA) * plan.ramp_down_s / 120.0
             delivered = sample.dose_mA_min - dose_at_start
             return (delivered + ramp_down_dose >= plan.dose_target_mA_min
-                    or sample.t - start >= plan.total_s - plan.ramp_down_s)
+                    or self._elapsed(sample.t) >= plan.total_s - plan.ramp_down_s)
 
         last = None
         for sample in self._ticks(dose_profile, until=hold_done):
@@ -530,6 +578,9 @@ class ConstantCurrentIontophoresis(Procedure):
         while True:
             self._beat()
             self._check_interrupts(stoppable)
+            if self._rebase_ticks:  # back from a pause: a new schedule, the gap is not lateness
+                self._rebase_ticks = False
+                base, k = clock.now(), 0
             phase, setpoint = profile(self._t())
             self._set_phase(phase, self._t())
             sample = self._take_sample(phase, setpoint)
@@ -576,13 +627,96 @@ class ConstantCurrentIontophoresis(Procedure):
         if self._estop.is_set():
             self._trip(self._t(), Outcome.ABORTED, EMERGENCY_STOP,
                        f"{self._estop_reason}: output switched off at once")
+        if (stoppable and self._pause_request.is_set() and not self._in_pause
+                and self._state.treatment_start is not None):
+            self._pause()
         if stoppable and (self._stop_request.is_set() or self.should_stop()):
             t = self._t()
+            self._frozen_remaining = self._remaining(t)  # the display stops counting
             self._event(t, EventKind.STOP, "Stop requested by the operator: ramping down")
             self._ramp_down(from_mA=self._last_setpoint or 0.0, outcome=Outcome.STOPPED,
                             reason="Stopped by the operator: ramped down, output off",
                             delay_first=False)
             raise _Abort
+
+    # ------------------------------------------------------------------ pause and resume
+
+    def _pause(self) -> None:
+        """Ramp to zero (rules armed), output off and confirmed; wait; contact check; go on."""
+        self._in_pause = True
+        try:
+            self._pause_request.clear()
+            t = self._t()
+            self._event(t, EventKind.PAUSE, "Paused by the operator: ramping to zero, then "
+                                            "output off")
+            from_mA = self._last_setpoint or 0.0
+
+            def profile(now: float) -> tuple[str, float]:
+                left = 1.0 - (now - t) / PAUSE_RAMP_S if PAUSE_RAMP_S > 0 else 0.0
+                return Phase.RAMP_DOWN, from_mA * left if left > 1e-9 else 0.0
+
+            def ramp() -> None:
+                for _ in self._ticks(profile, until=lambda s: s.setpoint_mA == 0.0,
+                                     stoppable=False, delay_first=False):
+                    pass
+
+            if not self.output.ramped_off(ramp):
+                self._trip(self._t(), Outcome.FAULT, INSTRUMENT_FAULT,
+                           "Pause: the output could not be confirmed off")
+            self._paused_since = self._t()
+            self._dose.break_segment()
+            self._set_phase(Phase.PAUSED, self._paused_since)
+            self._emit_marker(Phase.PAUSED)
+            self._wait_for_resume()
+            self._event(self._t(), EventKind.RESUME, "Resumed by the operator: contact check, "
+                                                     "then ramping back up")
+            self._require_monitor().reset()  # no stale-data or history across the gap
+            self._contact_check(refusal=Outcome.ABORTED)
+            self._end_pause(self._t())
+            self._resume_t = self._t()
+            self._rebase_ticks = True
+        finally:
+            self._in_pause = False
+
+    def _wait_for_resume(self) -> None:
+        """While paused: output off; a stop ends the run, an emergency stop trips."""
+        while not self._resume_request.is_set():
+            self._check_interrupts(stoppable=False)
+            if self._stop_request.is_set() or self.should_stop():
+                t = self._t()
+                self._end_pause(t)
+                self._frozen_remaining = self._remaining(t)
+                self._event(t, EventKind.STOP, "Stopped by the operator while paused")
+                self._switch_off_at_end(Outcome.STOPPED, "Stopped by the operator while "
+                                                         "paused: output off")
+                raise _Abort
+            self._wake.wait(0.05)  # real time: a virtual clock does not run on while paused
+            if not self._estop.is_set():
+                self._wake.clear()
+        self._resume_request.clear()
+
+    def _end_pause(self, t: float) -> None:
+        if self._paused_since is None:
+            return
+        duration = t - self._paused_since
+        self._pauses.append({"start_s": round(self._paused_since, 4), "end_s": round(t, 4),
+                             "duration_s": round(duration, 4)})
+        self._paused_total_s += duration
+        self._paused_since = None
+
+    def _after_resume(self, phase: str, setpoint: float, t: float) -> tuple[str, float]:
+        """After a resume, ramp back up to the profile over the ramp-up time."""
+        if self._resume_t is None:
+            return phase, setpoint
+        plan = self._require_plan()
+        fraction = (t - self._resume_t) / plan.ramp_up_s if plan.ramp_up_s > 0 else 1.0
+        if fraction >= 1.0:
+            self._resume_t = None
+            return phase, setpoint
+        limit = plan.setpoint_mA * max(fraction, 0.0)
+        if abs(setpoint) <= abs(limit):
+            return phase, setpoint
+        return Phase.RAMP_UP, limit
 
     # ------------------------------------------------------------------ I/O helpers
 
@@ -611,6 +745,8 @@ class ConstantCurrentIontophoresis(Procedure):
         raise _Abort
 
     def _fault(self, exc: BaseException) -> NoReturn:
+        if self._estop.is_set():  # the e-stop's device clear aborted the exchange in progress
+            self._check_interrupts(stoppable=False)
         t = self._t()
         verdicts = self._require_monitor().no_reading(t, f"{type(exc).__name__}: {exc}")
         verdict = next((v for v in verdicts if v.level == Level.ABORT), None)
@@ -780,7 +916,7 @@ class ConstantCurrentIontophoresis(Procedure):
         self._update_live(safety=safety, last_event=reason)
 
     def _event(self, t: float, kind: EventKind, message: str) -> None:
-        event = RunEvent(t, kind, message)
+        event = RunEvent(round(t, 4), kind, message)  # as written: rows' `Time (s)` precision
         self._state.events.append(event)
         self._state.pending.append(event.cell_text())
         safety = {EventKind.TRIP: SafetyState.TRIPPED,
@@ -871,14 +1007,21 @@ class ConstantCurrentIontophoresis(Procedure):
         plan = self._plan
         if plan is None or self._state.treatment_start is None:
             return 0.0
-        return max(0.0, min(100.0, 100.0 * (t - self._state.treatment_start)
-                            / plan.nominal_duration_s))
+        return max(0.0, min(100.0, 100.0 * self._elapsed(t) / plan.nominal_duration_s))
 
     def _elapsed(self, t: float) -> float:
+        """Treatment time at run time t: since the treatment began, pauses not counted."""
         start = self._state.treatment_start
-        return 0.0 if start is None else t - start
+        if start is None:
+            return 0.0
+        paused = self._paused_total_s
+        if self._paused_since is not None:
+            paused += max(0.0, t - self._paused_since)
+        return t - start - paused
 
     def _remaining(self, t: float) -> float:
+        if self._frozen_remaining is not None:
+            return self._frozen_remaining
         if self._plan is None:
             return math.nan
         return max(0.0, self._plan.nominal_duration_s - self._elapsed(t))
@@ -912,6 +1055,8 @@ class ConstantCurrentIontophoresis(Procedure):
             "subject_id": self.subject_id,
             "session_id": self.session_id,
             "screening_answers": self.screening_answers,
+            "pauses": list(self._pauses),
+            "paused_s": round(self._paused_total_s, 3),
             "clock": self.clock.name if self.clock else None,
             "max_schedule_lateness_s": round(state.max_lateness_s, 6),
             "guard": self.guard.describe() if self.guard is not None else None,

@@ -206,3 +206,7 @@ class DoseIntegrator:
                 self.dose_mA_min += (i0 + magnitude) / 2.0 * (t_s - t0) / 60.0
         self._last = (t_s, magnitude)
         return self.dose_mA_min
+
+    def break_segment(self) -> None:
+        """The output was off (a pause): the next reading starts afresh, no area across the gap."""
+        self._last = None

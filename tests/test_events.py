@@ -20,9 +20,9 @@ from ionto_instruments.procedures.results import summary_path
 def test_enum_values_on_disk_are_unchanged():
     assert [o.value for o in Outcome] == ["completed", "aborted", "refused", "fault", "stopped"]
     assert [p.value for p in Phase] == ["pre-flight", "contact-check", "ramp-up", "hold",
-                                        "ramp-down", "off"]
+                                        "ramp-down", "paused", "off"]
     assert {k.value for k in EventKind} == {"phase", "info", "warning", "trip", "stop",
-                                            "instrument-error"}
+                                            "pause", "resume", "instrument-error"}
     assert [s.value for s in SafetyState] == ["ok", "warning", "tripped"]
     assert json.dumps({"outcome": Outcome.COMPLETED}) == '{"outcome": "completed"}'
 

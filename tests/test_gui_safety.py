@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 
 import pytest
-from gui_support import button, queue_run, wait_for_end, wait_for_phase
+from gui_support import RUN_TIMEOUT_MS, button, queue_run, wait_for_end, wait_for_phase
 from pyqtgraph.Qt import QtCore, QtGui, QtTest, QtWidgets
 
 from ionto_instruments.clock import VirtualClock
@@ -345,3 +345,33 @@ def test_past_run_is_marked_with_its_outcome(qtbot, window, tmp_path):
     qtbot.addWidget(dialog)
     [row] = dialog.rows()
     assert row[2] == "lidocaine" and row[3] == "phantom P-9" and row[4] == "completed"
+
+
+# ------------------------------------------------------------------ pause and resume
+
+
+def test_pause_and_resume_from_the_panel(qtbot, window):
+    window.sim_banner.set_speed(60.0)
+    experiment = queue_run(window)
+    procedure = experiment.procedure
+    wait_for_phase(qtbot, procedure, "hold")
+    pause = button(window, "pauseButton")
+    assert pause.isEnabled() and pause.text() == "Pause"
+    qtbot.mouseClick(pause, QtCore.Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: procedure.paused, timeout=RUN_TIMEOUT_MS)
+    qtbot.wait(250)
+    assert procedure.simulator.model.output_enabled is False
+    assert window.phase_display.text() == "PAUSED"
+    assert window.current_display.text() == "OFF" and window.voltage_display.text() == "OFF"
+    assert window.safety_light.caption.text() == "PAUSED \u2014 OUTPUT OFF"
+    assert pause.text() == "Resume"
+    remaining = window.remaining_display.text()
+    qtbot.wait(300)
+    assert window.remaining_display.text() == remaining  # treatment time does not run
+    qtbot.mouseClick(pause, QtCore.Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: procedure.live.phase == "hold", timeout=RUN_TIMEOUT_MS)
+    qtbot.wait(200)
+    assert window.current_display.text().startswith("+") and pause.text() == "Pause"
+    window.emergency_stop("end of test")
+    wait_for_end(qtbot, window)
+    assert [p["duration_s"] > 0 for p in procedure.summary["pauses"]] == [True]
