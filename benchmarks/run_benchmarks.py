@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 MODULES = ["bench_io", "bench_hardware", "bench_protocol", "bench_gui", "bench_records",
-           "bench_failsafe"]
+           "bench_kill9", "bench_failsafe"]
 
 
 def main(names: list[str]) -> int:
