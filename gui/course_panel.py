@@ -398,6 +398,24 @@ class CoursePanel(QtWidgets.QWidget):
             self.no_drive_label.show()
         return None
 
+    def record_refused(self, procedure: Any, reason: str) -> None:
+        """Record a run refused before it was queued (pre-flight) as a refused course session."""
+        from ionto_instruments.procedures.records.store import check_who
+
+        if self.course_id is None or self.store is None:
+            return
+        try:
+            operator = check_who(self.operator_edit.text())
+            opened = self.store.open_session(self.course_id, operator)
+            if not opened.refused:
+                self.store.record_outcome(opened.session.id, {
+                    "outcome": "refused", "rule": "pre-flight",
+                    "reason": " ".join(reason.split())}, operator)
+        except Exception as exc:  # noqa: BLE001 - shown, the run is refused anyway
+            self.status_label.setText(f"Refusal NOT recorded: {exc}")
+            return
+        self.refresh()
+
     def after_run(self, procedure: Any) -> None:
         """Record the outcome of a run that was opened as a course session."""
         from ionto_instruments.procedures.records.store import check_who
@@ -434,12 +452,16 @@ def _short(when: Any) -> str:
 
 
 def attach(window: Any, db_url: str | None = None) -> CoursePanel:
-    """Add the course panel to the front panel as a dock, and record each run's outcome."""
+    """Add the course panel to the front panel (a "Course" tab beside the charts, or a dock
+    on a window without tabs), and record each run's outcome."""
     panel = CoursePanel(db_url, window)
-    dock = QtWidgets.QDockWidget("Course", window)
-    dock.setObjectName("courseDock")
-    dock.setWidget(panel)
-    window.addDockWidget(QtCore.Qt.DockWidgetArea.RightDockWidgetArea, dock)
+    if hasattr(window, "add_panel_tab"):
+        window.add_panel_tab(panel, "Course")
+    else:
+        dock = QtWidgets.QDockWidget("Course", window)
+        dock.setObjectName("courseDock")
+        dock.setWidget(panel)
+        window.addDockWidget(QtCore.Qt.DockWidgetArea.RightDockWidgetArea, dock)
     for signal in (window.manager.finished, window.manager.abort_returned,
                    window.manager.failed):
         signal.connect(lambda experiment: panel.after_run(experiment.procedure))

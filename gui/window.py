@@ -623,6 +623,7 @@ class FrontPanelWindow(ManagedWindowBase):
             try:
                 procedure.preflight()
             except (InvalidParameter, ValueError) as exc:
+                self.course_panel.record_refused(procedure, str(exc))  # in the course record
                 self.refuse(f"Run refused before energizing: {exc}")
                 return None
         course_refusal = self.course_panel.before_queue(procedure)  # the course record, if any

@@ -33,7 +33,7 @@ from . import limits as L
 from .keithley2450 import Keithley2450CurrentSource, parse_reading
 from .source import InstrumentError, Reading
 
-FETCH_COMMAND = ':FETC? "defbuffer1", READ, SOUR, REL;:SOUR:CURR:VLIM:TRIP?'
+FETCH_COMMAND = ':FETC? "defbuffer1", READ, SOUR, REL, SOURSTAT'
 COUNT_COMMAND = ':TRAC:ACT? "defbuffer1"'
 #: Time one measure block may take (1 PLC at 50 Hz plus overhead); subtracted from the delay.
 MEASURE_S = L.DEAD_MAN_MEASURE_TIME.value

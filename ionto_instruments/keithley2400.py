@@ -7,14 +7,14 @@ API: source current and compliance with strict ceilings, current mode only, stri
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 from pymeasure.adapters import Adapter
 from pymeasure.instruments import Instrument
 from pymeasure.instruments.keithley import Keithley2400
-from pymeasure.instruments.validators import strict_discrete_set
 
-from .source import Reading, UnparsableReading
+from .models import models_of
+from .source import InstrumentError, Reading, UnparsableReading
 from .sourcemeter import (
     COMPLIANCE_LIMITS,
     CURRENT_LIMITS,
@@ -27,17 +27,28 @@ from .sourcemeter import (
     parse_flag,
     parse_number,
     parse_numbers,
+    refuse_output_on,
     refuse_voltage_sourcing,
     require_measured,
     source_current_validator,
     source_range_validator,
+    strict_range_with_units,
 )
 
-READ_COMMAND = ":READ?"
+_MEASURE_REFUSED = ("{0} is refused on this driver: PyMeasure's Keithley2400.{0} sends "
+                    ":MEASURE:...?, which switches the output on without our checks; use "
+                    "read() with the output on")
 
-#: Status word bit 3 (value 8): "set if in real compliance" (2400 User's Manual §18,
-#: :FORMat:ELEMents, STATus element).
-STATUS_COMPLIANCE = 8
+READ_COMMAND = ":READ?"
+FORMAT_COMMAND = ":FORMAT:ELEMENTS VOLTAGE, CURRENT, RESISTANCE, TIME, STATUS"
+
+#: Status word bits (2400 User's Manual §18, :FORMat:ELEMents, STATus element): bit 3 "real
+#: compliance", bit 4 over-voltage protection (OVP) limit reached, bit 16 range compliance.
+STATUS_COMPLIANCE = 1 << 3
+STATUS_OVP = 1 << 4
+STATUS_RANGE_COMPLIANCE = 1 << 16
+#: Any of these means the source is not delivering the programmed current.
+STATUS_LIMITED = STATUS_COMPLIANCE | STATUS_OVP | STATUS_RANGE_COMPLIANCE
 
 
 def parse_reading(reply: str) -> Reading:
@@ -52,9 +63,9 @@ def parse_reading(reply: str) -> Reading:
     if status < 0 or status != int(status) or status >= 2**32:
         raise UnparsableReading(f"reply to {READ_COMMAND!r} has an invalid status word "
                                 f"({status:g}): {reply!r}")
-    # Compliance from the reading itself: 2400 User's Manual §18 :FORMat:ELEMents STATus,
-    # bit 3 (value 8) "set if in real compliance".
-    compliance = bool(int(status) & STATUS_COMPLIANCE)
+    # Compliance from the reading itself: real compliance (bit 3), OVP (bit 4) or range
+    # compliance (bit 16) all mean the source is clamped.
+    compliance = bool(int(status) & STATUS_LIMITED)
     return Reading(time=time, voltage=voltage, current=current, compliance=compliance)
 
 
@@ -66,8 +77,11 @@ class Keithley2400CurrentSource(SourceMeterMixin, Keithley2400):
     ``:FORMAT:ELEMENTS`` command first.
     """
 
-    IDN_MODELS = frozenset({"2400", "2401", "2410", "2420", "2425", "2430", "2440"})
+    IDN_MODELS = models_of("2400")
     OUTPUT_OFF_COMMAND = "OUTPUT 0"
+    OUTPUT_ON_COMMAND = "OUTPUT 1"
+    ABORT_COMMAND = ":ABORT"
+    DEFAULT_MODEL = "2400"
 
     def __init__(self, adapter: Adapter | str | int,
                  name: str = "Keithley 2400 SourceMeter (current source)",
@@ -84,8 +98,9 @@ class Keithley2400CurrentSource(SourceMeterMixin, Keithley2400):
 
     source_enabled = Instrument.control(
         "OUTPUT?", "OUTPUT %d",
-        """Control whether the output is on (bool); the read-back must be exactly 0 or 1.""",
-        validator=strict_discrete_set,
+        """Control whether the output is on (bool); the read-back must be exactly 0 or 1.
+        Only False can be written: output_on() switches on, after its checks.""",
+        validator=refuse_output_on,
         values=(True, False),
         set_process=int,
         cast=str,
@@ -156,16 +171,72 @@ class Keithley2400CurrentSource(SourceMeterMixin, Keithley2400):
         get_process=parse_reading,
     )
 
+    ovp_setting = Instrument.control(
+        ":SOURCE:VOLTAGE:PROTECTION?", ":SOURCE:VOLTAGE:PROTECTION %g",
+        """Control the over-voltage protection level in V (float): the hardware clamp
+        independent of the compliance; the instrument selects the level at or below it.""",
+        validator=strict_range_with_units("OVP level", "V", hard_limits=(0.0, 1100.0)),
+        values=(0.0, 1100.0),
+        cast=str,
+        maxsplit=0,
+        get_process=lambda reply: parse_number(reply, ":SOURCE:VOLTAGE:PROTECTION?"),
+    )
+
+    @property
+    def voltage(self) -> NoReturn:
+        """Measure nothing: refused, PyMeasure sends :MEASURE:VOLTAGE?, which switches the
+        output on and reconfigures the instrument; use read()."""
+        raise RuntimeError(_MEASURE_REFUSED.format("voltage"))
+
+    @property
+    def current(self) -> NoReturn:
+        """Measure nothing: refused, PyMeasure sends :MEASURE:CURRENT?, which switches the
+        output on and reconfigures the instrument; use read()."""
+        raise RuntimeError(_MEASURE_REFUSED.format("current"))
+
+    @property
+    def resistance(self) -> NoReturn:
+        """Measure nothing: refused, PyMeasure sends :MEASURE:RESISTANCE?, which switches the
+        output on and may source the auto-ohms test current; use read()."""
+        raise RuntimeError(_MEASURE_REFUSED.format("resistance"))
+
+    def measure_all(self) -> NoReturn:
+        """Refuse: PyMeasure's measure_all() senses resistance and reads with :READ?."""
+        raise RuntimeError("measure_all() is refused: it senses resistance; use read()")
+
+    def _set_ovp(self, compliance: float) -> None:
+        """Set OVP at the next level above `compliance` (NONE if there is none); read back."""
+        level = self.spec.ovp_for(compliance)
+        wanted = self.spec.max_voltage_V if level is None else level
+        self.ovp_setting = wanted                       # :SOURCE:VOLTAGE:PROTECTION
+        actual = self.ovp_setting                       # :SOURCE:VOLTAGE:PROTECTION?
+        if level is None:  # NONE: no clamp below the model's own maximum
+            ok = actual > self.spec.ovp_levels_V[-1]
+        else:
+            ok = abs(actual - level) < 1e-3 and actual * 0.95 > compliance
+        if not ok:
+            raise InstrumentError(f"{self.resource_name}: OVP reads back {actual:g} V, "
+                                  f"{wanted:g} V was set for a {compliance:g} V compliance")
+        self.ovp_V = None if level is None else actual
+
     def _write_configuration(self, compliance: float, source_range: float, nplc: float) -> None:
-        """Write the docs/scpi.md 2400 reset + configuration sequence, in the doc's order."""
-        self.reset()                                   # *RST: output off, 0 A
+        """Write the docs/scpi.md 2400 reset + configuration sequence, in the doc's order.
+
+        Only V and I are sensed: resistance sensing in AUTO ohms (the *RST default) would
+        source the instrument's own test current whatever the setpoint.
+        """
+        self._reset_and_wait()                         # *RST, *OPC?
         self.clear()                                   # *CLS
+        self.write(FORMAT_COMMAND)                     # reply format, again after *RST
         self.source_mode = "current"                   # :SOURCE:FUNCTION CURR
+        self.write(":SENSE:RESISTANCE:MODE MAN")       # never auto ohms, even if enabled
+        self.write(":SENSE:FUNCTION:OFF:ALL")          # then sense V and I only
+        self.write(':SENSE:FUNCTION:ON "VOLTAGE","CURRENT"')
         self.source_current_range = source_range       # :SOURCE:CURRENT:RANGE
         self.compliance_voltage = compliance           # :SENSE:VOLTAGE:PROTECTION
         self._verify_compliance(compliance)            # :SENSE:VOLTAGE:PROTECTION?
-        self.write(":SENSE:FUNCTION:ALL")              # measure V and I
         self.voltage_range = compliance                # :SENSE:VOLTAGE:RANGE = compliance
+        self._set_ovp(compliance)                      # :SOURCE:VOLTAGE:PROTECTION (+ ?)
         self.current_nplc = nplc                       # :SENSE:CURRENT:NPLCYCLES
         self.output_off_state = "disconnected"         # :OUTPUT:SMODE HIMP
         self.auto_output_off_enabled = False           # :SOURCE:CLEAR:AUTO 0

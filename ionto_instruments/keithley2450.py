@@ -1,5 +1,5 @@
-"""Keithley 2450 SourceMeter (native SCPI command set, not "SCPI 2400" emulation) as a
-current source.
+"""Keithley 2450 family SourceMeter (2450, 2460, 2461, 2470; native SCPI command set, not
+"SCPI 2400" emulation, not TSP) as a current source.
 
 PyMeasure's `Keithley2450` with the `CurrentSource` interface mixed in; the SCPI it sends is
 docs/scpi.md, section "Keithley 2450". PyMeasure's 2450 validates with `truncated_range`
@@ -16,12 +16,14 @@ from pymeasure.instruments import Instrument
 from pymeasure.instruments.keithley import Keithley2450
 from pymeasure.instruments.validators import strict_discrete_set
 
-from .source import Reading, UnparsableReading
+from .models import PROT_LEVELS_2450, models_of
+from .source import InstrumentError, Reading, UnparsableReading, WrongInstrument
 from .sourcemeter import (
     COMPLIANCE_LIMITS,
     CURRENT_LIMITS,
     NPLC_LIMITS,
     SOURCE_RANGE_LIMITS,
+    VISA_IO_ERRORS,
     SourceMeterMixin,
     compliance_voltage_validator,
     current_mode_only,
@@ -29,33 +31,46 @@ from .sourcemeter import (
     parse_flag,
     parse_number,
     parse_numbers,
+    refuse_output_on,
     refuse_voltage_sourcing,
     require_measured,
     source_current_validator,
     source_range_validator,
 )
 
-#: One compound message: measured voltage (READ), measured source current (SOUR, with
-#: read-back on), relative time (REL) from defbuffer1, then the voltage-limit trip flag.
-READ_COMMAND = ':READ? "defbuffer1", READ, SOUR, REL;:SOUR:CURR:VLIM:TRIP?'
+#: One query: measured voltage (READ), measured source current (SOUR, with read-back on),
+#: relative time (REL) and the source status of that same reading (SOURSTAT) from defbuffer1.
+READ_COMMAND = ':READ? "defbuffer1", READ, SOUR, REL, SOURSTAT'
+
+#: Buffer source-status bits (2450 Reference Manual p. 8-29; 2470 p. 14-32): bit 2 OVP was
+#: active, bit 5 the source level was limited (compliance).
+SOURSTAT_PROTECTION = 4
+SOURSTAT_LIMIT = 32
+
+#: With the interlock not asserted the 2450 "limits the nominal output to ±37 V" (2450
+#: Reference Manual Rev. B p. 6-33; later manuals: less than ±42 V): a compliance above this
+#: cannot be delivered and is refused.
+INTERLOCK_OPEN_MAX_V = 37.0
+
+COMMAND_SET_FIX = ("set the front panel MENU > System > Settings > Command Set to SCPI, "
+                   "then switch the instrument off and on")
 
 _ON_OFF = {True: "ON", False: "OFF"}
 
 
 def parse_reading(reply: str) -> Reading:
-    """Parse the 2450 compound reply ``V,I,T;TRIP`` into a Reading (strictly).
+    """Parse the 2450 reply ``V,I,T,SOURSTAT`` into a Reading (strictly).
 
-    :READ? with READ, SOUR, REL: 2450 Reference Manual 2450-901-01 p. 6-6;
-    :SOUR:CURR:VLIM:TRIP? (1 when clamped at the voltage limit): same manual p. 6-72.
+    The limit flag is the reading's own source status, recorded with the measurement, not
+    a later :SOUR:CURR:VLIM:TRIP? (docs/scpi.md says why).
     """
-    parts = reply.split(";")
-    if len(parts) != 2:
-        raise UnparsableReading(f"reply to {READ_COMMAND!r} has {len(parts)} part(s) separated "
-                                f"by ';', expected 2 (V,I,T;TRIP): {reply!r}")
-    voltage, current, time = parse_numbers(parts[0], 3, READ_COMMAND, reply)
+    voltage, current, time, status = parse_numbers(reply, 4, READ_COMMAND)
     for name, value in (("voltage", voltage), ("current", current), ("time", time)):
         require_measured(value, name, reply, READ_COMMAND)
-    compliance = parse_flag(parts[1], READ_COMMAND, reply)
+    if status < 0 or status != int(status) or status >= 2**16:
+        raise UnparsableReading(f"reply to {READ_COMMAND!r} has an invalid source status "
+                                f"({status:g}): {reply!r}")
+    compliance = bool(int(status) & (SOURSTAT_LIMIT | SOURSTAT_PROTECTION))
     return Reading(time=time, voltage=voltage, current=current, compliance=compliance)
 
 
@@ -65,8 +80,11 @@ class Keithley2450CurrentSource(SourceMeterMixin, Keithley2450):
     Open it with :meth:`open` (verifies *IDN? before anything else is sent).
     """
 
-    IDN_MODELS = frozenset({"2450"})
+    IDN_MODELS = models_of("2450")
     OUTPUT_OFF_COMMAND = "OUTPUT OFF"
+    OUTPUT_ON_COMMAND = "OUTPUT ON"
+    ABORT_COMMAND = ":ABOR"
+    DEFAULT_MODEL = "2450"
 
     def __init__(self, adapter: Adapter | str | int,
                  name: str = "Keithley 2450 SourceMeter (current source)",
@@ -76,6 +94,61 @@ class Keithley2450CurrentSource(SourceMeterMixin, Keithley2450):
     def reset(self) -> None:
         """Reset the instrument with *RST only (PyMeasure sends "*RST;:stat:pres;:*CLS;")."""
         self.write("*RST")
+
+    @classmethod
+    def _check_command_set(cls, adapter: Adapter, resource_name: str, idn: str) -> None:
+        """Refuse a 2450 in TSP or "SCPI 2400" mode: it answers *IDN?, then fails confusingly."""
+        try:
+            adapter.write("*LANG?")
+            language = adapter.read().strip().upper()
+        except (*VISA_IO_ERRORS, UnicodeDecodeError) as exc:
+            raise WrongInstrument(f"{resource_name!r} did not answer *LANG? ({exc}): it is not "
+                                  f"in the SCPI command set; {COMMAND_SET_FIX}") from exc
+        if language != "SCPI":
+            raise WrongInstrument(f"{resource_name!r} uses the {language or '(empty)'} command "
+                                  f"set, this driver needs SCPI: {COMMAND_SET_FIX}")
+
+    interlock_asserted = Instrument.measurement(
+        ":OUTP:INT:TRIP?",
+        """Measure whether the rear-panel safety interlock is asserted (bool); not asserted,
+        the output is limited to about ±37-42 V.""",
+        cast=str,
+        maxsplit=0,
+        get_process=lambda reply: parse_flag(reply, ":OUTP:INT:TRIP?"),
+    )
+
+    ovp_setting = Instrument.control(
+        ":SOUR:VOLT:PROT?", ":SOUR:VOLT:PROT %s",
+        """Control the over-voltage protection (str token PROT2 ... PROT180 or NONE); reset
+        by :SOUR:FUNC, so set after it.""",
+        validator=strict_discrete_set,
+        values=tuple(f"PROT{level:g}" for level in PROT_LEVELS_2450) + ("NONE",),
+        cast=str,
+        maxsplit=0,
+        get_process=lambda reply: reply.strip().upper(),
+    )
+
+    def check_limits(self, compliance_voltage: float, max_current: float) -> None:
+        """Pre-flight: the model's limits, then the interlock (read from the instrument)."""
+        super().check_limits(compliance_voltage, max_current)
+        with self.io_lock:
+            asserted = self.interlock_asserted
+        if not asserted and compliance_voltage > INTERLOCK_OPEN_MAX_V:
+            raise ValueError(f"the {self.spec.name}'s interlock is not asserted, so its output "
+                             f"is limited to about {INTERLOCK_OPEN_MAX_V:g} V: a compliance of "
+                             f"{compliance_voltage:g} V cannot be delivered; set --compliance "
+                             f"{INTERLOCK_OPEN_MAX_V:g} or lower, or close the interlock")
+
+    def _set_ovp(self, compliance: float) -> None:
+        """Set OVP (PROTn) at the next level above `compliance`, after :SOUR:FUNC; read back."""
+        level = self.spec.ovp_for(compliance)
+        token = "NONE" if level is None else f"PROT{level:g}"
+        self.ovp_setting = token                        # :SOUR:VOLT:PROT PROTn
+        actual = self.ovp_setting                       # :SOUR:VOLT:PROT?
+        if actual != token:
+            raise InstrumentError(f"{self.resource_name}: OVP reads back {actual!r}, {token} "
+                                  f"was set for a {compliance:g} V compliance")
+        self.ovp_V = level
 
     source_mode = Instrument.control(
         ":SOUR:FUNC?", ":SOUR:FUNC %s",
@@ -88,8 +161,9 @@ class Keithley2450CurrentSource(SourceMeterMixin, Keithley2450):
     source_enabled = Instrument.control(
         "OUTPUT?", "OUTPUT %s",
         """Control whether the output is on (bool); the read-back must be exactly 0 or 1
-        (PyMeasure's cast=bool reads any non-numeric reply as True).""",
-        validator=strict_discrete_set,
+        (PyMeasure's cast=bool reads any non-numeric reply as True). Only False can be
+        written: output_on() switches on, after its checks.""",
+        validator=refuse_output_on,
         values=(True, False),
         set_process=lambda on: _ON_OFF[bool(on)],
         cast=str,
@@ -169,8 +243,8 @@ class Keithley2450CurrentSource(SourceMeterMixin, Keithley2450):
 
     reading = Instrument.measurement(
         READ_COMMAND,
-        """Measure V, I, the relative time and the voltage-limit trip flag with one compound
-        query (Reading); a garbled reply raises UnparsableReading.""",
+        """Measure V, I, the relative time and the reading's source status (limited or OVP)
+        with one query (Reading); a garbled reply raises UnparsableReading.""",
         cast=str,
         maxsplit=0,
         get_process=parse_reading,
@@ -178,9 +252,10 @@ class Keithley2450CurrentSource(SourceMeterMixin, Keithley2450):
 
     def _write_configuration(self, compliance: float, source_range: float, nplc: float) -> None:
         """Write the docs/scpi.md 2450 reset + configuration sequence, in the doc's order."""
-        self.reset()                                   # *RST: output off, 0 A
+        self._reset_and_wait()                         # *RST, *OPC?
         self.clear()                                   # *CLS
-        self.source_mode = "current"                   # :SOUR:FUNC CURR
+        self.source_mode = "current"                   # :SOUR:FUNC CURR (resets OVP)
+        self._set_ovp(compliance)                      # :SOUR:VOLT:PROT PROTn (+ ?)
         self.source_current_range = source_range      # :SOUR:CURR:RANG:AUTO 0;:SOUR:CURR:RANG
         self.compliance_voltage = compliance           # :SOUR:CURR:VLIM
         self._verify_compliance(compliance)            # :SOUR:CURR:VLIM?

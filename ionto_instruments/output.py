@@ -49,6 +49,7 @@ class OutputGuard:
         self.confirmed_off = False
         self.attempts = attempts
         self._estop = threading.Event()
+        self._ons = 0  # on() calls: an emergency stop re-writes off if one raced it
 
     @property
     def emergency_stopped(self) -> bool:
@@ -76,6 +77,7 @@ class OutputGuard:
             self.may_be_on = True
             self.was_on = True
             self.confirmed_off = False
+            self._ons += 1
             source.output_on()
         return True
 
@@ -93,8 +95,17 @@ class OutputGuard:
         source = self.source
         if source is None:
             return
+        attempted, ons = False, self._ons
+        if self.may_be_on:  # at once: the driver clears a reading in progress, then writes off
+            attempted = True
+            try:
+                source.emergency_off(lock_timeout=0.0)
+            except Exception:
+                log.exception("Emergency stop: the off command failed; the off path will retry")
         acquired = source.io_lock.acquire(timeout=lock_timeout)
         try:
+            if attempted and (not acquired or self._ons == ons):
+                return  # written at once, and no on() slipped in since
             if acquired and not self.may_be_on:
                 return
             source.emergency_off(lock_timeout=lock_timeout if acquired else 0.0)

@@ -86,7 +86,7 @@ class CurrentSource(ABC):
 
     @property
     def current_ceiling(self) -> float:
-        """The largest |current| in A this session will source (MAX_CURRENT or area x density)."""
+        """Get the largest |current| in A this session sources (MAX_CURRENT or area x density)."""
         return self._current_ceiling
 
     def limit_current_density(self, electrode_area_cm2: float,
@@ -104,6 +104,14 @@ class CurrentSource(ABC):
     def _apply_current_ceiling(self, amps: float) -> None:  # noqa: B027 - optional hook
         """Hook for drivers whose validators must learn the narrowed ceiling."""
 
+    def check_limits(  # noqa: B027 - optional hook
+            self, compliance_voltage: float, max_current: float) -> None:
+        """Pre-flight: raise ValueError naming the model if it cannot deliver these limits.
+
+        Drivers that know their model (from *IDN?) and state (interlock) override this; it
+        is called before anything is configured or energized.
+        """
+
     def reopen(self) -> None:
         """Open a fresh session to the same instrument after the old one was lost."""
         raise InstrumentFault(f"{type(self).__name__} cannot reopen its session")
@@ -113,7 +121,7 @@ class CurrentSource(ABC):
     @property
     @abstractmethod
     def resource_name(self) -> str:
-        """The VISA address this source is connected to."""
+        """Get the VISA address this source is connected to."""
 
     @abstractmethod
     def identify(self) -> str:

@@ -36,6 +36,7 @@ from pymeasure.instruments import Instrument
 from pymeasure.instruments.common_base import DynamicProperty
 
 from . import limits
+from .models import MODEL_TABLE, ModelSpec, spec_for_idn
 from .source import (
     MAX_COMPLIANCE_V,
     MAX_CURRENT_A,
@@ -65,13 +66,15 @@ COMPLIANCE_LIMITS = (0.0, MAX_COMPLIANCE_V)
 SOURCE_RANGE_LIMITS = (0.0, MAX_CURRENT_A)
 NPLC_LIMITS = (0.01, 10.0)
 
+#: *RST takes longer than an ordinary exchange: *OPC? after it waits up to this long.
+RESET_TIMEOUT_MS = 10_000
+
 #: Keithley replies 9.91e37 for "not a number" and 9.9e37 for overflow; neither is a reading.
 SCPI_NOT_A_NUMBER = 9.9e37
 
 # A SCPI <NR1>/<NR2>/<NR3> number; stricter than float(), which accepts "nan", "inf", "1_0".
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 _ERROR_REPLY = re.compile(r"\s*([+-]?\d+)\s*,(.*)", re.DOTALL)
-_IDN_MODEL = re.compile(r"MODEL\s+(\d{4})(?:-[A-Z0-9]+)?")
 
 
 # -- validators ---------------------------------------------------------------------------
@@ -121,6 +124,17 @@ def current_mode_only(value: Any, values: Any) -> str:
         raise ValueError(f"source mode {value!r} is not allowed: this driver is an "
                          "iontophoresis current source and only sources 'current'")
     return value
+
+
+def refuse_output_on(value: Any, values: Any = ()) -> bool:
+    """Validate an output-state write: only False (off) may be written as a property.
+
+    Switching on goes through output_on(), which checks the configuration first.
+    """
+    if value is not False and value not in (0,):
+        raise ValueError("switching the output on through source_enabled is refused: call "
+                         "output_on(), which checks that the source was configured first")
+    return False
 
 
 def refuse_voltage_sourcing(value: Any, values: Any = ()) -> NoReturn:
@@ -187,8 +201,13 @@ class SourceMeterMixin(CurrentSource):
 
     #: Model numbers this class drives, as in the IDN's "MODEL nnnn" field.
     IDN_MODELS: ClassVar[frozenset[str]] = frozenset()
-    #: The one write that switches the output off (emergency_off, shutdown).
+    #: The one write that switches the output off (emergency_off, shutdown), and on.
     OUTPUT_OFF_COMMAND: ClassVar[str] = ""
+    OUTPUT_ON_COMMAND: ClassVar[str] = ""
+    #: Written when a VISA device clear is not available (RS-232, test adapters).
+    ABORT_COMMAND: ClassVar[str] = ""
+    #: The model assumed until *IDN? names one (direct construction on an adapter).
+    DEFAULT_MODEL: ClassVar[str] = ""
     #: Bound on SYST:ERR? reads in drain_errors (2400 queue: 10 entries).
     max_error_reads: int = 50
 
@@ -201,6 +220,9 @@ class SourceMeterMixin(CurrentSource):
         self._armed = False  # configure_current_source succeeded since the last emergency off
         self._open_args: tuple[Any, dict[str, Any]] | None = None  # for reopen()
         self.identity = ""  # the *IDN? reply seen by open()
+        self.spec: ModelSpec = MODEL_TABLE[self.DEFAULT_MODEL]
+        self.ovp_V: float | None = None  # the OVP read back by the last configuration
+        self._output_on = False  # this driver switched the output on and not yet off
         super(CurrentSource, self).__init__(adapter, name, **kwargs)
         if resource_name is None:
             self._resource_name = (getattr(self.adapter, "resource_name", None)
@@ -264,6 +286,7 @@ class SourceMeterMixin(CurrentSource):
                 raise InstrumentError(f"nothing answered *IDN? at {resource_name!r} "
                                       "(empty reply)")
             cls.check_identity(idn, resource_name)
+            cls._check_command_set(adapter, resource_name, idn)
             try:
                 instrument = cls(adapter, resource_name=resource_name)
             except InstrumentFault as exc:
@@ -272,18 +295,25 @@ class SourceMeterMixin(CurrentSource):
         except BaseException:
             _close_quietly(adapter, resource_name)
             raise
-        instrument.identity = idn
+        instrument._set_identity(idn)
         log.info("%s: opened %s (%s)", resource_name, cls.__name__, idn)
         return instrument
 
     @classmethod
+    def _check_command_set(cls, adapter: Adapter, resource_name: str, idn: str) -> None:
+        """Hook: raise WrongInstrument if the instrument speaks another command set."""
+
+    def _set_identity(self, idn: str) -> None:
+        self.identity = idn
+        spec = spec_for_idn(idn)
+        if spec is not None:
+            self.spec = spec
+
+    @classmethod
     def idn_matches(cls, idn: str) -> bool:
         """Return True if `idn` is a Keithley of one of this class's models."""
-        fields = [field.strip().upper() for field in idn.split(",")]
-        if len(fields) < 2 or not fields[0].startswith("KEITHLEY"):
-            return False
-        match = _IDN_MODEL.fullmatch(fields[1])
-        return match is not None and match.group(1) in cls.IDN_MODELS
+        spec = spec_for_idn(idn)
+        return spec is not None and spec.number in cls.IDN_MODELS
 
     @classmethod
     def check_identity(cls, idn: str, resource_name: str) -> None:
@@ -339,13 +369,45 @@ class SourceMeterMixin(CurrentSource):
 
     @property
     def resource_name(self) -> str:
-        """The VISA address this source is connected to."""
+        """Get the VISA address this source is connected to (str)."""
         return self._resource_name
 
     def identify(self) -> str:
-        """Return the instrument's identification string (*IDN?)."""
+        """Return the instrument's identification string (*IDN?); learns the model from it."""
         with self.io_lock:
-            return self.id
+            idn = self.id
+        self._set_identity(idn)
+        return idn
+
+    def check_limits(self, compliance_voltage: float, max_current: float) -> None:
+        """Pre-flight: ValueError naming the model if it cannot deliver these limits."""
+        spec = self.spec
+        if compliance_voltage > spec.max_voltage_V:
+            raise ValueError(f"compliance {compliance_voltage:g} V is above what the "
+                             f"{spec.name} can deliver ({spec.max_voltage_V:g} V max); set "
+                             f"--compliance {spec.max_voltage_V:g} or lower")
+        if abs(max_current) > spec.max_current_A:
+            raise ValueError(f"current {abs(max_current) * 1e3:g} mA is above what the "
+                             f"{spec.name} can source ({spec.max_current_A:g} A max)")
+
+    def _reset_and_wait(self) -> None:
+        """*RST, then *OPC? with a timeout long enough for a real reset."""
+        self.write("*RST")
+        connection = getattr(self.adapter, "connection", None)
+        old = getattr(connection, "timeout", None)
+        try:
+            if old is not None:
+                connection.timeout = RESET_TIMEOUT_MS
+            reply = self.ask("*OPC?").strip()
+        finally:
+            if old is not None:
+                connection.timeout = old
+        if reply != "1":
+            raise InstrumentFault(f"{self.resource_name}: *OPC? after *RST answered "
+                                  f"{reply!r}, expected '1'")
+
+    def _set_ovp(self, compliance: float) -> None:
+        """Set OVP at the next level above `compliance` and read it back (hook per family)."""
 
     def configure_current_source(self, compliance_voltage: float,
                                  source_range: float = MAX_CURRENT_A,
@@ -358,8 +420,10 @@ class SourceMeterMixin(CurrentSource):
         compliance = compliance_voltage_validator(compliance_voltage, COMPLIANCE_LIMITS)
         current_range = source_range_validator(source_range, SOURCE_RANGE_LIMITS)
         speed = nplc_validator(nplc, NPLC_LIMITS)
+        self.check_limits(compliance, current_range)
         with self.io_lock:
             self._armed = False
+            self._output_on = False
             self._write_configuration(compliance, current_range, speed)
             errors = self.drain_errors()
             if errors:
@@ -379,45 +443,68 @@ class SourceMeterMixin(CurrentSource):
                                   f"{actual:g} V, {compliance:g} V was set")
 
     def set_current(self, amps: float) -> None:
-        """Set the source current in A (signed); ValueError beyond the ceiling, nothing sent."""
+        """Set the source current in A (signed); ValueError beyond the ceiling, nothing sent.
+
+        The error queue is read right after: a setpoint the instrument rejected (e.g. +825 in
+        auto ohms) is an InstrumentFault now, not a surprise at shutdown.
+        """
         self._check_current(amps)
         with self.io_lock:
             self.source_current = amps
+            self._raise_on_errors(f"setpoint {amps:g} A rejected")
+
+    def _raise_on_errors(self, what: str) -> None:
+        errors = self.drain_errors()
+        if errors:
+            raise InstrumentFault(f"{self.resource_name}: {what}: {'; '.join(errors)}")
 
     def output_on(self) -> None:
-        """Switch the output on; refused until configure_current_source() has succeeded."""
+        """Switch the output on; refused until configure_current_source() has succeeded.
+
+        The error queue is read right after (e.g. 2400 +802: output blocked by output enable).
+        """
         with self.io_lock:
             if not self._armed:
                 raise InstrumentError(f"{self.resource_name}: refusing to switch the output on: "
                                       "configure_current_source() has not succeeded since "
                                       "opening or since the last emergency off")
-            self.source_enabled = True
+            self.write(self.OUTPUT_ON_COMMAND)
+            self._output_on = True
+            self._raise_on_errors("output on rejected")
 
     def output_off(self) -> None:
         """Switch the output off (the protocol ramps to zero first when it can)."""
         with self.io_lock:
             self.source_enabled = False
+            self._output_on = False
+
+    def enable_source(self) -> None:
+        """Switch the output on through output_on() (PyMeasure's API, with our checks)."""
+        self.output_on()
+
+    def disable_source(self) -> None:
+        """Switch the output off (PyMeasure's API)."""
+        self.output_off()
 
     def emergency_off(self, lock_timeout: float = 1.0) -> None:
-        """Switch the output off with one write, no ramp, no query; callable from any thread.
+        """Clear the device, then switch the output off: no ramp, no query, any thread.
 
-        Waits at most `lock_timeout` s for an exchange in progress, then writes anyway
-        (logged as critical). Disarms output_on() until the next configuration.
+        The instrument runs one command at a time: an off-write sent while a reading is in
+        progress waits for it. A device clear (VISA clear; else the abort command) cuts the
+        reading short, so the off-write takes effect at once. When another thread is in an
+        exchange, the clear and the write go out without waiting for it (`lock_timeout` is
+        kept for callers; it no longer delays the off-write). Disarms output_on().
         """
-        try:
-            wait = float(lock_timeout)
-        except (TypeError, ValueError):
-            wait = 0.0
-        if math.isfinite(wait) and wait > 0:
-            acquired = self.io_lock.acquire(timeout=wait)
-        else:
-            acquired = self.io_lock.acquire(blocking=False)
+        del lock_timeout
+        acquired = self.io_lock.acquire(blocking=False)
         try:
             self._armed = False
+            self._output_on = False
             if not acquired:
-                log.critical("%s: EMERGENCY OFF: the I/O lock is still held after %g s; "
-                             "writing %r without it", self.resource_name, wait,
-                             self.OUTPUT_OFF_COMMAND)
+                log.warning("%s: EMERGENCY OFF during an exchange: clearing the device and "
+                            "writing %r without waiting", self.resource_name,
+                            self.OUTPUT_OFF_COMMAND)
+            self._device_clear()
             try:
                 self.adapter.write(self.OUTPUT_OFF_COMMAND)
             except VISA_IO_ERRORS as exc:
@@ -431,9 +518,38 @@ class SourceMeterMixin(CurrentSource):
             if acquired:
                 self.io_lock.release()
 
+    def _device_clear(self) -> None:
+        """VISA device clear (aborts a reading in progress); else write the abort command.
+
+        Raw LAN sockets and RS-232 have no device clear: pyvisa-py's "clear" there only
+        drains the input (and spins on a dropped socket), so they get the abort command.
+        """
+        connection = getattr(self.adapter, "connection", None)
+        name = self.resource_name.strip().upper()
+        if name.endswith("::SOCKET") or name.startswith("ASRL"):
+            connection = None
+        try:
+            if connection is not None and hasattr(connection, "clear"):
+                connection.clear()
+                return
+        except VISA_IO_ERRORS as exc:
+            log.warning("%s: device clear failed (%s); writing %r", self.resource_name, exc,
+                        self.ABORT_COMMAND)
+        try:
+            self.adapter.write(self.ABORT_COMMAND)
+        except VISA_IO_ERRORS as exc:
+            log.error("%s: %r failed: %s", self.resource_name, self.ABORT_COMMAND, exc)
+
     def read(self) -> Reading:
-        """Take one combined reading with a single query (the model's ``reading``)."""
+        """Take one combined reading with a single query (the model's ``reading``).
+
+        Refused with the output off: a 2400 answers :READ? then with +803 and no reply at
+        all, so the host would only see a timeout.
+        """
         with self.io_lock:
+            if not self._output_on:
+                raise InstrumentFault(f"{self.resource_name}: refusing to take a reading with "
+                                      "the output off (the 2400 answers +803 and no reply)")
             return self.reading
 
     def output_enabled(self) -> bool:
@@ -443,7 +559,16 @@ class SourceMeterMixin(CurrentSource):
 
     def drain_errors(self) -> list[str]:
         """Read SYST:ERR? until code 0 (at most `max_error_reads` times); return the errors."""
-        errors: list[str] = []
+        errors, complete = self._read_error_queue()
+        texts = [raw for _, _, raw in errors]
+        if not complete:
+            texts.append(f"(error queue not empty after {self.max_error_reads} reads)")
+            log.error("%s: %s", self.resource_name, texts[-1])
+        return texts
+
+    def _read_error_queue(self) -> tuple[list[tuple[int, str, str]], bool]:
+        """[(code, message, raw reply)] until code 0, and whether the queue was emptied."""
+        errors: list[tuple[int, str, str]] = []
         with self.io_lock:
             for _ in range(self.max_error_reads):
                 reply = self.ask("SYST:ERR?").strip()
@@ -451,13 +576,12 @@ class SourceMeterMixin(CurrentSource):
                 if match is None:
                     raise InstrumentFault(f"{self.resource_name}: unparsable reply to "
                                           f"'SYST:ERR?': {reply!r}")
-                if int(match.group(1)) == 0:
-                    return errors
+                code = int(match.group(1))
+                if code == 0:
+                    return errors, True
                 log.error("%s: instrument error %s", self.resource_name, reply)
-                errors.append(reply)
-        errors.append(f"(error queue not empty after {self.max_error_reads} reads)")
-        log.error("%s: %s", self.resource_name, errors[-1])
-        return errors
+                errors.append((code, match.group(2).strip().strip('"'), reply))
+        return errors, False
 
     def close(self) -> None:
         """Close the session (switches nothing); I/O errors while closing are only logged."""
@@ -469,9 +593,11 @@ class SourceMeterMixin(CurrentSource):
 
     # -- the inherited PyMeasure API, narrowed --------------------------------------------
 
-    def check_errors(self) -> list[str]:
-        """Read and log the error queue, bounded (PyMeasure's loop is unbounded)."""
-        return self.drain_errors()
+    def check_errors(self) -> list[tuple[int, str]]:
+        """Get the errors (code, message) from the queue, as PyMeasure's check_errors does,
+        but bounded (PyMeasure's loop is unbounded)."""
+        errors, _ = self._read_error_queue()
+        return [(code, message) for code, message, _ in errors]
 
     def shutdown(self) -> None:
         """Switch the output off at once (no ramp), then do PyMeasure's shutdown bookkeeping.
@@ -521,6 +647,7 @@ __all__ = [
     "parse_flag",
     "parse_number",
     "parse_numbers",
+    "refuse_output_on",
     "refuse_voltage_sourcing",
     "require_measured",
     "source_current_validator",

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from ionto_instruments import __version__
 
+from . import selftest
 from .cli_failsafe import register as register_failsafe
 from .contracts import EMERGENCY_STOP, INSTRUMENT_FAULT, PRE_FLIGHT, Outcome
 from .guard import GUARD_RULE
@@ -244,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     gui.set_defaults(handler=cmd_gui)
     register_failsafe(commands)
     records_cli.register(commands, run)  # subject/course/session/audit/export/db, run --course
+    selftest.register(commands)  # ionto selftest: qualify an instrument on a resistor
     return parser
 
 

@@ -403,6 +403,11 @@ class ConstantCurrentIontophoresis(Procedure):
             self.output.attach(self.source)
             self.instrument_idn = self.source.identify()
             self.simulated = str(bool(self.source.simulated))
+            try:  # the model's limits and state (e.g. 2450 interlock), before configuring
+                self.source.check_limits(self._plan.compliance_V, self._plan.target_mA * 1e-3)
+            except ValueError as exc:
+                self._finish("refused", "pre-flight", f"Refused before energizing: {exc}")
+                return
             self.source.limit_current_density(self._plan.electrode_area_cm2,
                                               self._plan.max_density_mA_cm2)
             self.source.configure_current_source(compliance_voltage=self._plan.compliance_V)
@@ -731,6 +736,8 @@ class ConstantCurrentIontophoresis(Procedure):
         raise _Abort
 
     def _fault(self, exc: BaseException) -> NoReturn:
+        if self._estop.is_set():  # the e-stop's device clear aborted the exchange in progress
+            self._check_interrupts(stoppable=False)
         t = self._t()
         verdicts = self._require_monitor().no_reading(t, f"{type(exc).__name__}: {exc}")
         verdict = next((v for v in verdicts if v.level == Level.ABORT), None)
@@ -898,7 +905,7 @@ class ConstantCurrentIontophoresis(Procedure):
         self._update_live(safety=safety, last_event=reason)
 
     def _event(self, t: float, kind: EventKind, message: str) -> None:
-        event = RunEvent(t, kind, message)
+        event = RunEvent(round(t, 4), kind, message)  # as written: rows' `Time (s)` precision
         self._state.events.append(event)
         self._state.pending.append(event.cell_text())
         safety = {EventKind.TRIP: SafetyState.TRIPPED,

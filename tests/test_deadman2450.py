@@ -68,8 +68,9 @@ def test_readings_come_from_the_buffer(smu):
     load(model, DeadManPlan(timeout_s=2.0, planned_s=30.0, sample_interval_s=0.2))
     model.process(":INIT")
     clock.advance(0.5)
-    reply = model.process(':FETC? "defbuffer1", READ, SOUR, REL').text
-    v, i, t = (float(x) for x in reply.split(","))
+    reply = model.process(':FETC? "defbuffer1", READ, SOUR, REL, SOURSTAT').text
+    v, i, t, status = (float(x) for x in reply.split(","))
+    assert status == 136  # output on, measured source read back, not limited
     assert i == pytest.approx(1e-3, abs=1e-6) and v == pytest.approx(15.0, rel=0.05)
     assert 0.3 <= t <= 0.5
     assert model.process(':TRAC:ACT? "defbuffer1"').text == str(len(engine.buffer))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from pathlib import Path
@@ -31,17 +30,24 @@ ADDRESS = "GPIB0::24::INSTR"
 
 
 def configure_pairs(compliance: str = "80", compliance_reply: str = "+8.000000E+01",
-                    source_range: str = "0.004", nplc: str = "1") -> list:
+                    source_range: str = "0.004", nplc: str = "1", ovp: str = "100",
+                    ovp_reply: str = "+1.000000E+02") -> list:
     """The docs/scpi.md 2400 configuration sequence, in the doc's order."""
     return [
         ("*RST", None),
+        ("*OPC?", "1"),
         ("*CLS", None),
+        (FORMAT, None),
         (":SOURCE:FUNCTION CURR", None),
+        (":SENSE:RESISTANCE:MODE MAN", None),
+        (":SENSE:FUNCTION:OFF:ALL", None),
+        (':SENSE:FUNCTION:ON "VOLTAGE","CURRENT"', None),
         (f":SOURCE:CURRENT:RANGE {source_range}", None),
         (f":SENSE:VOLTAGE:PROTECTION {compliance}", None),
         (":SENSE:VOLTAGE:PROTECTION?", compliance_reply),
-        (":SENSE:FUNCTION:ALL", None),
         (f":SENSE:VOLTAGE:RANGE {compliance}", None),
+        (f":SOURCE:VOLTAGE:PROTECTION {ovp}", None),
+        (":SOURCE:VOLTAGE:PROTECTION?", ovp_reply),
         (f":SENSE:CURRENT:NPLCYCLES {nplc}", None),
         (":OUTPUT:SMODE HIMP", None),
         (":SOURCE:CLEAR:AUTO 0", None),
@@ -53,6 +59,12 @@ def configure_pairs(compliance: str = "80", compliance_reply: str = "+8.000000E+
 def k2400(pairs: list):
     """expected_protocol for the 2400 driver; its constructor writes FORMAT first."""
     return expected_protocol(Keithley2400CurrentSource, [(FORMAT, None), *pairs])
+
+
+def switched_on(smu):
+    """Mark the output as switched on by this driver (pins only the reading exchange)."""
+    smu._output_on = True
+    return smu
 
 
 # -- construction, identity, opening ------------------------------------------------------
@@ -221,13 +233,13 @@ def test_configure_sends_the_documented_sequence():
 
 def test_configure_with_other_values():
     pairs = configure_pairs(compliance="30.5", compliance_reply="+3.050000E+01",
-                            source_range="0.001", nplc="0.1")
+                            source_range="0.001", nplc="0.1", ovp="40", ovp_reply="+4.0E+01")
     with k2400(pairs) as smu:
         smu.configure_current_source(30.5, source_range=1e-3, nplc=0.1)
 
 
 def test_configure_fails_when_compliance_does_not_read_back():
-    pairs = configure_pairs(compliance="40", compliance_reply="+2.100000E+01")[:6]
+    pairs = configure_pairs(compliance="40", compliance_reply="+2.100000E+01")[:11]
     with k2400(pairs) as smu:
         with pytest.raises(InstrumentError, match="reads back 21 V, 40 V was set"):
             smu.configure_current_source(40)
@@ -249,8 +261,15 @@ def test_configure_fails_on_instrument_errors():
     (1.23456789e-3, "0.00123457"),
 ])
 def test_set_current(amps, sent):
-    with k2400([(f":SOURCE:CURRENT {sent}", None)]) as smu:
+    with k2400([(f":SOURCE:CURRENT {sent}", None), NO_ERROR]) as smu:
         smu.set_current(amps)
+
+
+def test_rejected_setpoint_is_an_instrument_fault_at_once():
+    pairs = [(":SOURCE:CURRENT 0.002", None), ("SYST:ERR?", '+825,"Invalid with auto-ohms on"'),
+             NO_ERROR]
+    with k2400(pairs) as smu, pytest.raises(InstrumentFault, match=r"\+825"):
+        smu.set_current(2e-3)
 
 
 def test_source_current_read_back():
@@ -264,7 +283,7 @@ def test_output_on_refused_before_configuration():
 
 
 def test_output_on_off_after_configuration():
-    pairs = [*configure_pairs(), ("OUTPUT 1", None), ("OUTPUT 0", None)]
+    pairs = [*configure_pairs(), ("OUTPUT 1", None), NO_ERROR, ("OUTPUT 0", None)]
     with k2400(pairs) as smu:
         smu.configure_current_source(80)
         smu.output_on()
@@ -289,21 +308,30 @@ def test_output_read_back_garbled(reply):
 def test_read_normal():
     reply = "+3.012000E+01,+2.000000E-03,+9.910000E+37,+1.234000E+01,+3.686400E+04"
     with k2400([(READ, reply)]) as smu:
-        assert smu.read() == Reading(time=12.34, voltage=30.12, current=2e-3, compliance=False)
+        assert switched_on(smu).read() == Reading(time=12.34, voltage=30.12, current=2e-3,
+                                                  compliance=False)
 
 
 def test_read_compliance_from_status_bit_3():
     reply = "+8.000000E+01,+1.000000E-05,+9.910000E+37,+2.000000E+00,+3.687200E+04"  # 36864+8
     with k2400([(READ, reply)]) as smu:
-        reading = smu.read()
+        reading = switched_on(smu).read()
     assert reading.compliance is True
     assert reading.voltage == 80.0 and reading.current == 1e-5
 
 
-def test_read_other_status_bits_are_not_compliance():
-    reply = "+1.0E+01,+1.0E-03,+9.91E+37,+1.0E+00,+7.0E+00"  # bits 0-2 set, bit 3 clear
+@pytest.mark.parametrize(("bit", "limited"), [
+    (3, True), (4, True), (16, True),  # real compliance, OVP, range compliance
+    (0, False), (1, False), (2, False), (5, False), (11, False), (15, False)])
+def test_read_status_bits(bit, limited):
+    reply = f"+1.0E+01,+1.0E-03,+9.91E+37,+1.0E+00,{float(1 << bit):+.6E}"
     with k2400([(READ, reply)]) as smu:
-        assert smu.read().compliance is False
+        assert switched_on(smu).read().compliance is limited
+
+
+def test_read_is_refused_with_the_output_off():
+    with k2400([]) as smu, pytest.raises(InstrumentFault, match="output off"):
+        smu.read()  # nothing is sent: a 2400 would answer +803 and no reply
 
 
 @pytest.mark.parametrize("reply", [
@@ -320,7 +348,7 @@ def test_read_other_status_bits_are_not_compliance():
 ])
 def test_read_garbled_raises_with_the_raw_reply(reply):
     with k2400([(READ, reply)]) as smu, pytest.raises(UnparsableReading) as info:
-        smu.read()
+        switched_on(smu).read()
     raw = reply if isinstance(reply, str) else repr(reply)[2:-1]
     assert raw in str(info.value)
 
@@ -360,13 +388,22 @@ def test_drain_errors_garbled_reply():
         smu.drain_errors()
 
 
-def test_emergency_off_is_one_write():
+def test_emergency_off_is_clear_then_one_write():
     with k2400([("OUTPUT 0", None)]) as smu:
         smu.emergency_off()
+        smu.adapter.connection.clear.assert_called_once()
+
+
+def test_emergency_off_writes_abort_when_there_is_no_device_clear():
+    smu = Keithley2400CurrentSource(ProtocolAdapter([(FORMAT, None), (":ABORT", None),
+                                                     ("OUTPUT 0", None)]))
+    smu.adapter.connection = None
+    smu.emergency_off()
+    assert smu.adapter._index == 3
 
 
 def test_emergency_off_disarms_output_on():
-    with k2400([*configure_pairs(), ("OUTPUT 1", None), ("OUTPUT 0", None)]) as smu:
+    with k2400([*configure_pairs(), ("OUTPUT 1", None), NO_ERROR, ("OUTPUT 0", None)]) as smu:
         smu.configure_current_source(80)
         smu.output_on()
         smu.emergency_off()
@@ -430,7 +467,7 @@ def test_visa_errors_become_instrument_fault(code):
     smu = Keithley2400CurrentSource(ProtocolAdapter([(FORMAT, None)]))
     smu.adapter = SilentAdapter(code)
     with pytest.raises(InstrumentFault) as info:
-        smu.read()
+        switched_on(smu).read()
     assert isinstance(info.value.__cause__, VisaIOError)
     assert ":READ?" in str(info.value)
     for call in (smu.output_enabled, smu.drain_errors, smu.identify):
@@ -479,36 +516,16 @@ def _reader(smu, results):
     return thread
 
 
-def test_emergency_off_waits_for_the_exchange_in_progress():
+def test_emergency_off_clears_and_writes_during_an_exchange_without_waiting():
+    """A reading in progress holds the instrument: clear it, then switch off, at once."""
     adapter = GatedAdapter(READ_REPLY)
-    smu = Keithley2400CurrentSource(adapter)
-    results: list = []
-    reader = _reader(smu, results)
-    stopper = threading.Thread(target=smu.emergency_off, kwargs={"lock_timeout": 5},
-                               daemon=True)
-    stopper.start()
-    stopper.join(0.05)
-    assert stopper.is_alive(), "emergency_off did not wait for the read in progress"
-    assert adapter.writes == [FORMAT, READ]  # nothing interleaved into the exchange
-    adapter.release.set()
-    reader.join(5)
-    stopper.join(5)
-    assert adapter.writes == [FORMAT, READ, "OUTPUT 0"]
-    assert results[0].voltage == 30.0
-
-
-def test_emergency_off_writes_anyway_when_the_lock_is_stuck(caplog):
-    adapter = GatedAdapter(READ_REPLY)
-    smu = Keithley2400CurrentSource(adapter)
+    adapter.connection.clear.side_effect = lambda: adapter.writes.append("<device clear>")
+    smu = switched_on(Keithley2400CurrentSource(adapter))
     results: list = []
     reader = _reader(smu, results)
     start = time.monotonic()
-    with caplog.at_level(logging.CRITICAL, logger="ionto_instruments.sourcemeter"):
-        smu.emergency_off(lock_timeout=0.05)
-    assert time.monotonic() - start < 2
-    assert adapter.writes == [FORMAT, READ, "OUTPUT 0"]
-    assert any("EMERGENCY OFF" in r.message and r.levelno == logging.CRITICAL
-               for r in caplog.records)
+    smu.emergency_off(lock_timeout=5)
+    assert time.monotonic() - start < 0.5, "emergency_off waited for the reading"
+    assert adapter.writes == [FORMAT, READ, "<device clear>", "OUTPUT 0"]
     adapter.release.set()
     reader.join(5)
-    assert results, "the hung read completed after release"

@@ -21,18 +21,22 @@ from ionto_instruments.source import (
 )
 
 IDN = "KEITHLEY INSTRUMENTS,MODEL 2450,04412345,1.7.3c"
-READ = ':READ? "defbuffer1", READ, SOUR, REL;:SOUR:CURR:VLIM:TRIP?'
+READ = ':READ? "defbuffer1", READ, SOUR, REL, SOURSTAT'
 NO_ERROR = ("SYST:ERR?", '0,"No error;0;0 0"')
 ADDRESS = "USB0::0x05E6::0x2450::04412345::INSTR"
 
 
 def configure_pairs(compliance: str = "80", compliance_reply: str = "+8.000000E+01",
-                    source_range: str = "0.004", nplc: str = "1") -> list:
+                    source_range: str = "0.004", nplc: str = "1", prot: str = "PROT100") -> list:
     """The docs/scpi.md 2450 configuration sequence, in the doc's order."""
     return [
+        (":OUTP:INT:TRIP?", "1"),
         ("*RST", None),
+        ("*OPC?", "1"),
         ("*CLS", None),
         (":SOUR:FUNC CURR", None),
+        (f":SOUR:VOLT:PROT {prot}", None),
+        (":SOUR:VOLT:PROT?", prot),
         (f":SOUR:CURR:RANG:AUTO 0;:SOUR:CURR:RANG {source_range}", None),
         (f":SOUR:CURR:VLIM {compliance}", None),
         (":SOUR:CURR:VLIM?", compliance_reply),
@@ -48,6 +52,12 @@ def configure_pairs(compliance: str = "80", compliance_reply: str = "+8.000000E+
 def k2450(pairs: list):
     """expected_protocol for the 2450 driver; its constructor sends nothing."""
     return expected_protocol(Keithley2450CurrentSource, pairs)
+
+
+def switched_on(smu):
+    """Mark the output as switched on by this driver (pins only the reading exchange)."""
+    smu._output_on = True
+    return smu
 
 
 # -- construction, identity, opening ------------------------------------------------------
@@ -66,7 +76,8 @@ def test_identify():
 @pytest.mark.parametrize(("idn", "ok"), [
     (IDN, True),
     ("KEITHLEY INSTRUMENTS INC.,MODEL 2400,4109876,C32", False),  # 2400 or 2450 in emulation
-    ("KEITHLEY INSTRUMENTS,MODEL 2460,04412345,1.7.3c", False),
+    ("KEITHLEY INSTRUMENTS,MODEL 2460,04412345,1.7.3c", True),  # same SCPI dialect
+    ("KEITHLEY INSTRUMENTS,MODEL 2470,04412345,1.7.3c", True),
     ("TEKTRONIX,MODEL 2450,1,1", False),
     ("", False),
 ])
@@ -74,10 +85,17 @@ def test_idn_matches(idn, ok):
     assert Keithley2450CurrentSource.idn_matches(idn) is ok
 
 
-def test_from_adapter_verifies_idn():
-    adapter = ProtocolAdapter([("*IDN?", IDN)])
+def test_from_adapter_verifies_idn_and_command_set():
+    adapter = ProtocolAdapter([("*IDN?", IDN), ("*LANG?", "SCPI")])
     smu = Keithley2450CurrentSource.from_adapter(adapter, ADDRESS)
     assert smu.identity == IDN and smu.resource_name == ADDRESS
+
+
+@pytest.mark.parametrize("language", ["TSP", "SCPI2400"])
+def test_other_command_set_is_refused_with_the_fix(language):
+    adapter = ProtocolAdapter([("*IDN?", IDN), ("*LANG?", language)])
+    with pytest.raises(WrongInstrument, match=f"{language} command set.*Command Set to SCPI"):
+        Keithley2450CurrentSource.from_adapter(adapter, ADDRESS)
 
 
 def test_wrong_idn_raises_naming_address_and_idn():
@@ -105,13 +123,14 @@ def test_configure_sends_the_documented_sequence():
 
 def test_configure_with_other_values():
     pairs = configure_pairs(compliance="12.5", compliance_reply="12.5", source_range="0.0001",
-                            nplc="10")
+                            nplc="10", prot="PROT20")
     with k2450(pairs) as smu:
         smu.configure_current_source(12.5, source_range=1e-4, nplc=10)
 
 
 def test_configure_fails_when_compliance_is_clamped():
-    pairs = configure_pairs(compliance="40", compliance_reply="+2.000000E+01")[:6]
+    pairs = configure_pairs(compliance="40", compliance_reply="+2.000000E+01",
+                            prot="PROT60")[:10]
     with k2450(pairs) as smu:
         with pytest.raises(InstrumentError, match="reads back 20 V"):
             smu.configure_current_source(40)
@@ -131,7 +150,7 @@ def test_reset_is_plain_rst():
     (0.002, "0.002"), (-0.003, "-0.003"), (0.0, "0"), (4e-3, "0.004"), (-4e-3, "-0.004"),
 ])
 def test_set_current(amps, sent):
-    with k2450([(f":SOUR:CURR:LEV {sent}", None)]) as smu:
+    with k2450([(f":SOUR:CURR:LEV {sent}", None), NO_ERROR]) as smu:
         smu.set_current(amps)
 
 
@@ -146,7 +165,8 @@ def test_output_on_refused_before_configuration():
 
 
 def test_output_on_off_after_configuration():
-    with k2450([*configure_pairs(), ("OUTPUT ON", None), ("OUTPUT OFF", None)]) as smu:
+    with k2450([*configure_pairs(), ("OUTPUT ON", None), NO_ERROR,
+                ("OUTPUT OFF", None)]) as smu:
         smu.configure_current_source(80)
         smu.output_on()
         smu.output_off()
@@ -169,31 +189,34 @@ def test_output_read_back_garbled(reply):
 
 
 def test_read_normal():
-    with k2450([(READ, "+3.012000E+01,+2.000000E-03,+1.234000E+01;0")]) as smu:
-        assert smu.read() == Reading(time=12.34, voltage=30.12, current=2e-3, compliance=False)
+    with k2450([(READ, "+3.012000E+01,+2.000000E-03,+1.234000E+01,136")]) as smu:
+        assert switched_on(smu).read() == Reading(time=12.34, voltage=30.12, current=2e-3,
+                                                  compliance=False)
 
 
-def test_read_compliance_from_the_trip_flag():
-    with k2450([(READ, "+8.000000E+01,+3.000000E-06,+6.000000E+01;1")]) as smu:
-        reading = smu.read()
-    assert reading == Reading(time=60.0, voltage=80.0, current=3e-6, compliance=True)
+@pytest.mark.parametrize(("status", "limited"), [
+    (136 + 32, True), (136 + 4, True), (136, False), (8, False), (128 + 64, False)])
+def test_read_limit_from_the_source_status(status, limited):
+    with k2450([(READ, f"+8.000000E+01,+3.000000E-06,+6.000000E+01,{status}")]) as smu:
+        reading = switched_on(smu).read()
+    assert reading == Reading(time=60.0, voltage=80.0, current=3e-6, compliance=limited)
 
 
 @pytest.mark.parametrize("reply", [
-    "+3.012000E+01,+2.000000E-03,+1.234000E+01",  # trip flag missing
-    "+3.0E+01,+2.0E-03;0",  # two numbers
-    "+3.0E+01,+2.0E-03,+1.2E+01,+5.0E+00;0",  # four numbers
-    "+3.0E+01;+2.0E-03;+1.2E+01;0",  # wrong separators
-    "+3.0E+01,+2.0E-03,+1.2E+01;0;1",  # extra part
-    "+3.0E+01,+2.0E-03,+1.2E+01;2",  # trip flag not 0/1
-    "+3.0E+01,+2.0E-0X,+1.2E+01;0",  # non-numeric byte
-    "+9.91E+37,+2.0E-03,+1.2E+01;0",  # NaN marker as the voltage
+    "+3.012000E+01,+2.000000E-03,+1.234000E+01",  # source status missing
+    "+3.0E+01,+2.0E-03,136",  # three numbers
+    "+3.0E+01,+2.0E-03,+1.2E+01,+5.0E+00,136",  # five numbers
+    "+3.0E+01;+2.0E-03;+1.2E+01;136",  # wrong separators
+    "+3.0E+01,+2.0E-03,+1.2E+01;0",  # the old compound reply
+    "+3.0E+01,+2.0E-03,+1.2E+01,1.5",  # status not an integer
+    "+3.0E+01,+2.0E-0X,+1.2E+01,136",  # non-numeric byte
+    "+9.91E+37,+2.0E-03,+1.2E+01,136",  # NaN marker as the voltage
     "",
     b"\x80\x81\x82",  # undecodable bytes
 ])
 def test_read_garbled_raises_with_the_raw_reply(reply):
     with k2450([(READ, reply)]) as smu, pytest.raises(UnparsableReading) as info:
-        smu.read()
+        switched_on(smu).read()
     raw = reply if isinstance(reply, str) else repr(reply)[2:-1]
     assert raw in str(info.value)
 
@@ -213,9 +236,10 @@ def test_emergency_off_is_one_write():
 
 
 def test_emergency_off_matches_the_output_setter():
-    with k2450([("OUTPUT OFF", None), ("OUTPUT ON", None)]) as smu:
+    with k2450([("OUTPUT OFF", None)]) as smu:
         smu.source_enabled = False
-        smu.source_enabled = True
+        with pytest.raises(ValueError, match="call output_on()"):
+            smu.source_enabled = True  # nothing written: output_on() checks first
     assert Keithley2450CurrentSource.OUTPUT_OFF_COMMAND == "OUTPUT OFF"
 
 
@@ -278,7 +302,7 @@ class FailingAdapter(Adapter):
 
 @pytest.mark.parametrize("code", [StatusCode.error_timeout, StatusCode.error_connection_lost])
 def test_visa_errors_become_instrument_fault(code):
-    smu = Keithley2450CurrentSource(FailingAdapter(code))
+    smu = switched_on(Keithley2450CurrentSource(FailingAdapter(code)))
     calls = [smu.read, smu.output_enabled, smu.output_off, smu.emergency_off, smu.drain_errors,
              lambda: smu.set_current(1e-3), lambda: smu.configure_current_source(40)]
     for call in calls:
@@ -307,20 +331,14 @@ class GatedAdapter(Adapter):
         return self.reply
 
 
-def test_emergency_off_waits_for_the_exchange_in_progress():
-    adapter = GatedAdapter("+3.0E+01,+2.0E-03,+1.0E+00;0")
-    smu = Keithley2450CurrentSource(adapter)
-    results: list = []
-    reader = threading.Thread(target=lambda: results.append(smu.read()), daemon=True)
+def test_emergency_off_clears_and_writes_during_an_exchange_without_waiting():
+    adapter = GatedAdapter("+3.0E+01,+2.0E-03,+1.0E+00,136")
+    adapter.connection.clear.side_effect = lambda: adapter.writes.append("<device clear>")
+    smu = switched_on(Keithley2450CurrentSource(adapter))
+    reader = threading.Thread(target=smu.read, daemon=True)
     reader.start()
     assert adapter.in_read.wait(5)
-    stopper = threading.Thread(target=smu.emergency_off, kwargs={"lock_timeout": 5},
-                               daemon=True)
-    stopper.start()
-    stopper.join(0.05)
-    assert stopper.is_alive() and adapter.writes == [READ]
+    smu.emergency_off(lock_timeout=5)
+    assert adapter.writes == [READ, "<device clear>", "OUTPUT OFF"]
     adapter.release.set()
     reader.join(5)
-    stopper.join(5)
-    assert adapter.writes == [READ, "OUTPUT OFF"]
-    assert results[0].current == 2e-3

@@ -41,15 +41,24 @@ def silent(model):
 
 
 class RecordingAdapter(Adapter):
-    """A spy on the wire: records every write, answers nothing."""
+    """A spy on the wire: records every write except the error-queue checks, which it
+    answers with an empty queue."""
 
     def __init__(self):
         super().__init__()
         self.connection = MagicMock()
         self.writes: list[str] = []
+        self._reply = ""
 
     def _write(self, command, **kwargs):
+        if command == "SYST:ERR?":
+            self._reply = '0,"No error"'
+            return
         self.writes.append(command)
+
+    def _read(self, **kwargs):
+        reply, self._reply = self._reply, ""
+        return reply
 
 
 def recorded(model):
@@ -111,7 +120,9 @@ def test_narrowed_ceiling_refuses_above_it(model):
 def test_narrowed_ceiling_allows_up_to_it(model):
     _, constructor_pairs, command = model
     cls = model[0]
-    pairs = [*constructor_pairs, (f"{command} 0.0005", None), (f"{command} -0.0005", None)]
+    no_error = ("SYST:ERR?", '0,"No error"')
+    pairs = [*constructor_pairs, (f"{command} 0.0005", None), no_error,
+             (f"{command} -0.0005", None), no_error]
     with expected_protocol(cls, pairs) as smu:
         smu.limit_current_density(1.0, 0.5)
         smu.set_current(5e-4)

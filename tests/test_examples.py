@@ -36,6 +36,7 @@ def run_protocol_file(name: str, tmp_path: Path) -> tuple[int, dict]:
 
 def test_every_example_is_tested():
     tested = {"real_instrument.py", "simulator_demo.py", "custom_safety_rule.py",
+              "course_records.py",  # tests/records/test_records_cli.py
               "dexamethasone_cathode.toml", "bupivacaine_30min.toml"}
     present = {p.name for p in EXAMPLES.iterdir() if p.suffix in (".py", ".toml")}
     assert present == tested

@@ -21,15 +21,18 @@ QUIET = PhantomParams(v_noise_rel=0, v_noise_abs=0, i_noise_abs=0)
 #: Every command of docs/scpi.md, per model, in the order a driver configures.
 CONFIGURE = {
     "keithley2400": [
-        ":FORMAT:ELEMENTS VOLTAGE, CURRENT, RESISTANCE, TIME, STATUS",
         "*RST",
         "*CLS",
+        ":FORMAT:ELEMENTS VOLTAGE, CURRENT, RESISTANCE, TIME, STATUS",
         ":SOURCE:FUNCTION CURR",
+        ":SENSE:RESISTANCE:MODE MAN",
+        ":SENSE:FUNCTION:OFF:ALL",
+        ':SENSE:FUNCTION:ON "VOLTAGE","CURRENT"',
         ":SOURCE:CURRENT:RANGE 0.004",
         ":SOURCE:CURRENT 0",
         ":SENSE:VOLTAGE:PROTECTION 40",
-        ":SENSE:FUNCTION:ALL",
         ":SENSE:VOLTAGE:RANGE 40",
+        ":SOURCE:VOLTAGE:PROTECTION 60",
         ":SENSE:CURRENT:NPLCYCLES 1",
         ":OUTPUT:SMODE HIMP",
         ":SOURCE:CLEAR:AUTO 0",
@@ -39,6 +42,7 @@ CONFIGURE = {
         "*RST",
         "*CLS",
         ":SOUR:FUNC CURR",
+        ":SOUR:VOLT:PROT PROT60",
         ":SOUR:CURR:RANG:AUTO 0;:SOUR:CURR:RANG 0.004",
         ":SOUR:CURR:LEV 0",
         ":SOUR:CURR:VLIM 40",
@@ -64,7 +68,7 @@ ON = {"keithley2400": "OUTPUT 1", "keithley2450": "OUTPUT ON"}
 OFF = {"keithley2400": "OUTPUT 0", "keithley2450": "OUTPUT OFF"}
 READ = {
     "keithley2400": ":READ?",
-    "keithley2450": ':READ? "defbuffer1", READ, SOUR, REL;:SOUR:CURR:VLIM:TRIP?',
+    "keithley2450": ':READ? "defbuffer1", READ, SOUR, REL, SOURSTAT',
 }
 NO_ERROR = {"keithley2400": '0,"No error"', "keithley2450": '0,"No error;0;0 0"'}
 UNDEFINED = {"keithley2400": '-113,"Undefined header"',
@@ -95,10 +99,9 @@ def reading(inst, model: str) -> dict[str, float]:
         assert r == 9.91e37
         return {"V": v, "I": i, "T": t, "status": int(status),
                 "compliance": bool(int(status) & 8)}
-    values, trip = reply.split(";")
-    v, i, t = (float(x) for x in values.split(","))
-    assert trip in ("0", "1")
-    return {"V": v, "I": i, "T": t, "compliance": trip == "1"}
+    v, i, t, status = (float(x) for x in reply.split(","))
+    return {"V": v, "I": i, "T": t, "status": int(status),
+            "compliance": bool(int(status) & 32)}
 
 
 def drain(inst, model: str) -> list[str]:
@@ -180,8 +183,8 @@ def test_reading_formats(model):
     fields = reply.replace(";", ",").split(",")
     numbers = fields if model == "keithley2400" else fields[:3]
     assert all(len(x) == 13 and x[0] in "+-" and x[9] == "E" for x in numbers), reply
-    if model == "keithley2450":
-        assert len(fields) == 4 and fields[3] in ("0", "1")
+    if model == "keithley2450":  # V, I, T, source status (128 output on + 8 read-back)
+        assert len(fields) == 4 and fields[3] == "136"
     else:
         assert len(fields) == 5
 
@@ -222,17 +225,18 @@ def test_compliance_clamps_v_and_sets_the_flag(model, sign):
 
 @pytest.mark.parametrize("model", MODEL_NAMES)
 def test_output_off_reads_zero_current(model):
+    """2450: a reading with the output off is zero current (the 2400 refuses: see below)."""
     sim, inst = open_sim(model)
     configure(inst, model, amps=2e-3)
-    got = reading(inst, model)
-    assert got["I"] == 0.0 and abs(got["V"]) < 0.01 and not got["compliance"]
+    if model == "keithley2450":
+        got = reading(inst, model)
+        assert got["I"] == 0.0 and abs(got["V"]) < 0.01 and not got["compliance"]
     inst.write(ON[model])
     assert reading(inst, model)["I"] == pytest.approx(2e-3, rel=0.01)
     sim.clock.sleep(42)
+    start = sim.model.run_time()
     inst.write(OFF[model])
-    got = reading(inst, model)
-    assert got["I"] == 0.0 and abs(got["V"]) < 0.01
-    assert sim.model.output_off_times == [pytest.approx(42.0)]
+    assert sim.model.output_off_times == [pytest.approx(start)]
     assert not sim.model.output_enabled
 
 
@@ -247,19 +251,21 @@ def test_rst_resets_everything(model):
     assert inst.query("OUTPUT?") == "0"
     assert float(inst.query(LEVEL_READ[model])) == 0.0
     assert float(inst.query(LIMIT_READ[model])) == 21.0
-    got = reading(inst, model)
-    assert got["T"] == 0.0 and got["I"] == 0.0
     assert sim.model.run_time() == 0.0
+    configure(inst, model, amps=1e-3)
+    inst.write(ON[model])
     sim.clock.sleep(5)
     assert reading(inst, model)["T"] == pytest.approx(5.0)
 
 
 def test_2400_time_reset_zeroes_the_timestamp_only():
     sim, inst = open_sim("keithley2400")
+    configure(inst, "keithley2400", amps=1e-3)
+    inst.write(ON["keithley2400"])
     sim.clock.sleep(30)
     inst.write(":SYSTEM:TIME:RESET")
     assert reading(inst, "keithley2400")["T"] == 0.0
-    assert sim.model.run_time() == pytest.approx(30.0)
+    assert sim.model.run_time() == pytest.approx(30.0 + sim.model.reading_duration())
 
 
 @pytest.mark.parametrize("model", MODEL_NAMES)
@@ -353,8 +359,10 @@ def test_io_latency_is_charged_per_query_in_clock_time():
     start = sim.clock.now()
     inst.write(ON["keithley2450"])
     assert sim.clock.now() == start
-    inst.query(READ["keithley2450"])
+    inst.query("OUTPUT?")
     assert sim.clock.now() - start == pytest.approx(0.02)
+    inst.query(READ["keithley2450"])  # plus the reading's own duration
+    assert sim.clock.now() - start == pytest.approx(0.04 + sim.model.reading_duration())
 
 
 @pytest.mark.parametrize("model", MODEL_NAMES)

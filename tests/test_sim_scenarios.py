@@ -15,7 +15,9 @@ from ionto_instruments.simulator.scenarios import Scenario
 
 MODELS = ["keithley2400", "keithley2450"]
 SETUP = {
-    "keithley2400": ("*RST", ":SOURCE:FUNCTION CURR", ":SENSE:VOLTAGE:PROTECTION 40",
+    "keithley2400": ("*RST", ":SOURCE:FUNCTION CURR", ":SENSE:RESISTANCE:MODE MAN",
+                     ":SENSE:FUNCTION:OFF:ALL", ':SENSE:FUNCTION:ON "VOLTAGE","CURRENT"',
+                     ":SENSE:VOLTAGE:PROTECTION 40",
                      ":SOURCE:CURRENT {:g}", "OUTPUT 1"),
     "keithley2450": ("*RST", ":SOUR:FUNC CURR", ":SOUR:CURR:VLIM 40",
                      ":SOUR:CURR:LEV {:g}", "OUTPUT ON"),
@@ -23,7 +25,7 @@ SETUP = {
 OFF = {"keithley2400": "OUTPUT 0", "keithley2450": "OUTPUT OFF"}
 READ = {
     "keithley2400": ":READ?",
-    "keithley2450": ':READ? "defbuffer1", READ, SOUR, REL;:SOUR:CURR:VLIM:TRIP?',
+    "keithley2450": ':READ? "defbuffer1", READ, SOUR, REL, SOURSTAT',
 }
 
 
@@ -44,9 +46,8 @@ class Wire:
         if self.model == "keithley2400":
             v, i, _, _, status = (float(x) for x in reply.split(","))
             return v, i, bool(int(status) & 8)
-        values, trip = reply.split(";")
-        v, i, _ = (float(x) for x in values.split(","))
-        return v, i, trip == "1"
+        v, i, _, status = (float(x) for x in reply.split(","))
+        return v, i, bool(int(status) & 32)
 
     def at(self, run_seconds: float) -> None:
         self.clock.sleep_until(self.sim.model.epoch + run_seconds)
@@ -167,7 +168,7 @@ def test_high_impedance_from_the_start(model):
     v, i, compliance = wire.read()
     assert not compliance
     assert v / i == pytest.approx(60e3, rel=0.02)
-    wire.inst.write(SETUP[model][3].format(2e-3))
+    wire.inst.write(SETUP[model][-2].format(2e-3))
     v, _, compliance = wire.read()
     assert compliance and v == pytest.approx(40.0, rel=0.02)
 

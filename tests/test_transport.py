@@ -142,3 +142,17 @@ def test_protocol_file_and_flags_carry_serial_settings(
     with pytest.raises(SystemExit):
         main(["run", "--baud", "1234"])
     assert "--baud" in capsys.readouterr().err
+
+
+def test_emergency_off_on_a_raw_socket_writes_abort_then_off(
+        py_backend: None, socket_instrument: tuple[int, list[str]]) -> None:
+    """A raw LAN socket has no device clear (pyvisa-py's only drains, and spins on a dropped
+    socket): the driver writes the abort command, then the off."""
+    port, received = socket_instrument
+    source = open_source(f"TCPIP0::127.0.0.1::{port}::SOCKET", model="keithley2400")
+    try:
+        source.emergency_off()
+        source.identify()  # a round trip: everything written before it has arrived
+    finally:
+        source.close()
+    assert received[-3:] == [":ABORT", "OUTPUT 0", "*IDN?"]

@@ -26,11 +26,19 @@ MODELS: dict[str, tuple[Dialect, str, str]] = {
 
 
 class SimulatedSourceMeter:
-    """A simulated Keithley SourceMeter on a skin phantom, reachable through pyvisa."""
+    """A simulated Keithley SourceMeter on a skin phantom, reachable through pyvisa.
+
+    `instrument` picks the model number of the family ("2401", "2470"; default the family's
+    first); `load_ohm` puts a fixed resistor across the leads instead of the phantom;
+    `language` and `interlock` set a 2450-family unit's command set and interlock state.
+    """
 
     def __init__(self, model: str = "keithley2400", scenario: str | Scenario = "normal",
                  clock: Clock | None = None, seed: int = 0,
-                 phantom: PhantomParams | None = None, io_latency: float = 0.0) -> None:
+                 phantom: PhantomParams | None = None, io_latency: float = 0.0,
+                 instrument: str | None = None, line_frequency: float = 60.0,
+                 load_ohm: float | None = None, language: str = "SCPI",
+                 interlock: bool = True) -> None:
         if model not in MODELS:
             raise ValueError(f"unknown simulated model {model!r}; choose one of "
                              f"{', '.join(MODELS)}")
@@ -40,7 +48,10 @@ class SimulatedSourceMeter:
         self.clock = clock if clock is not None else RealClock()
         self.visa_library = SimSourceMeterLibrary.create(model)
         self.model = SourceMeterModel(dialect, self.clock, self.scenario, phantom, seed,
-                                      io_latency)
+                                      io_latency, instrument=instrument,
+                                      line_frequency=line_frequency, load_ohm=load_ohm,
+                                      language=language, interlock=interlock)
+        self.title = self.model.spec.name
         self.visa_library.attach(self.model, seed)
 
     def open_resource(self, **kwargs: Any) -> pyvisa.resources.MessageBasedResource:
@@ -52,7 +63,10 @@ class SimulatedSourceMeter:
 
     def describe(self) -> str:
         """One line for banners: "simulated Keithley 2400, scenario normal, clock real"."""
-        return f"simulated {self.title}, scenario {self.scenario.name}, clock {self.clock.name}"
+        load = (f", {self.model.load_ohm:g} ohm resistor" if self.model.load_ohm is not None
+                else "")
+        return (f"simulated {self.title}{load}, scenario {self.scenario.name}, "
+                f"clock {self.clock.name}")
 
     def __repr__(self) -> str:
         return f"<SimulatedSourceMeter {self.describe()}>"

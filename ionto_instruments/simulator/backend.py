@@ -6,6 +6,10 @@ handed to the `SourceMeterModel`; the commands it does not own are looked up in 
 pyvisa-sim YAML device (package data `ionto_instruments.sim_configs`). Replies are queued
 whole, so a read returns at once instead of pyvisa-sim's byte-by-byte polling loop.
 
+A reply is ready when the model says (a reading takes its NPLC time and commands queue
+behind it); a read waits for it in clock time, without holding the lock, so a device clear
+from another thread (the emergency path) aborts the reading at once.
+
 Wire faults from the scenario act here: `io-timeout` (commands are still executed, but no
 reply ever comes: a read waits the session timeout in clock time, then VI_ERROR_TMO),
 `garbled` (the digits of a reading reply become junk characters) and `disconnect` (the
@@ -76,6 +80,8 @@ class SimSourceMeterLibrary(SimVisaLibrary):
         self._lock = threading.Lock()
         self._opened_at: dict[int, float] = {}
         self._pending = b""
+        self._ready_at = 0.0
+        self._clears = 0  # device clears so far: a read waiting across one is aborted
         self._garble_rng = random.Random(0)
 
     def attach(self, model: SourceMeterModel, seed: int = 0) -> None:
@@ -131,6 +137,7 @@ class SimSourceMeterLibrary(SimVisaLibrary):
             if reply.reading and fault is Fault.GARBLED:
                 text = self._garble(text)
             self._pending = text.encode("ascii") + b"\n"
+            self._ready_at = reply.ready_at
         return len(data), constants.StatusCode.success
 
     def read(self, session: VISASession, count: int) -> tuple[bytes, constants.StatusCode]:
@@ -141,9 +148,20 @@ class SimSourceMeterLibrary(SimVisaLibrary):
         sess = self.sessions.get(session)
         if sess is None:
             return b"", constants.StatusCode.error_invalid_object
+        timeout = self._timeout_s(sess)
+        with self._lock:
+            wait = self._ready_at - model.clock.now() if self._pending else 0.0
+            clears = self._clears
+        if wait > timeout:  # the reading outlasts the session timeout
+            model.clock.sleep(timeout)
+            raise VisaIOError(constants.VI_ERROR_TMO)
+        if wait > 0:  # a reading in progress: the reply comes when it is done
+            model.clock.sleep(wait)
         with self._lock:
             if self._lost(session, model):
                 raise VisaIOError(constants.VI_ERROR_CONN_LOST)
+            if self._clears != clears and not self._pending:
+                raise VisaIOError(constants.VI_ERROR_ABORT)  # a device clear ended the reading
             fault = model.scenario.wire_fault(model.run_time())
             if fault is Fault.IO_TIMEOUT:
                 self._pending = b""
@@ -154,12 +172,18 @@ class SimSourceMeterLibrary(SimVisaLibrary):
                 return chunk, constants.StatusCode.success
             if fault is not Fault.IO_TIMEOUT:
                 model.push_error(-420, "Query UNTERMINATED")
-        model.clock.sleep(self._timeout_s(sess))
+        model.clock.sleep(timeout)
         raise VisaIOError(constants.VI_ERROR_TMO)
 
     def clear(self, session: VISASession) -> constants.StatusCode:
-        """Device clear: discard any unread reply."""
-        return self._discard(session)
+        """Device clear: abort the reading in progress and discard any unread reply."""
+        status = self._discard(session)
+        model = self.model
+        if model is not None and status == constants.StatusCode.success:
+            with self._lock:
+                model.device_clear()
+                self._clears += 1
+        return status
 
     def flush(self, session: VISASession, mask: constants.BufferOperation) -> constants.StatusCode:
         """Discard any unread reply (all buffer operations act on the one output queue)."""

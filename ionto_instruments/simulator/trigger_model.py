@@ -13,7 +13,7 @@ Emulated (2450 Reference Manual 2450-901-01 Rev. B, section 3 "Trigger model" an
     :TRIG:BLOC:BRAN:EVEN <n>, COMM, <to>       go to <to> if a *TRG arrived since last time
     :TRIG:BLOC:BRAN:ALW <n>, <to>              go to <to>
     :INIT / :ABOR / *TRG / :TRIG:STAT?
-    :FETC? "defbuffer1", READ, SOUR, REL       the newest reading: V, I, relative time
+    :FETC? "defbuffer1", READ, SOUR, REL, SOURSTAT   the newest reading: V, I, time, status
     :TRAC:ACT? "defbuffer1"                    how many readings the buffer holds
     *RST (seen by the server)                  stops and empties the model
 
@@ -33,10 +33,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .. import limits as L
-from .model import ScpiError, SourceMeterModel, StaticAnswer
+from .model import (
+    SOURSTAT_LIMIT,
+    SOURSTAT_OUTPUT,
+    SOURSTAT_PROTECTION,
+    SOURSTAT_READBACK,
+    ScpiError,
+    SourceMeterModel,
+    StaticAnswer,
+)
 
 BUFFER = '"defbuffer1"'
-FETCH = ':FETC? "defbuffer1", READ, SOUR, REL'
+FETCH = ':FETC? "defbuffer1", READ, SOUR, REL, SOURSTAT'
 COUNT = ':TRAC:ACT? "defbuffer1"'
 #: Readings kept in the emulated defbuffer1 (the 2450's default holds 100 000).
 BUFFER_SIZE = 100_000
@@ -124,8 +132,8 @@ class TriggerModel:
         if unit == FETCH:
             if not self.buffer:
                 raise ScpiError(-230, "Data corrupt or stale; buffer empty")
-            v, i, t = self.buffer[-1]
-            return f"{v:+.6E},{i:+.6E},{t:+.6E}"
+            v, i, t, status = self.buffer[-1]
+            return f"{v:+.6E},{i:+.6E},{t:+.6E},{status:d}"
         match = _BLOCK.fullmatch(unit)
         if match is not None:
             self._define(match.group(1), [a.strip() for a in match.group(2).split(",")])
@@ -223,13 +231,18 @@ class TriggerModel:
         if self.on_output is not None:
             self.on_output(on, t)
 
-    def _reading(self, t: float) -> tuple[float, float, float]:
-        v, i, _ = self.model.source_state()
+    def _reading(self, t: float) -> tuple[float, float, float, int]:
+        v, i, clamped = self.model.source_state()
+        status = SOURSTAT_READBACK
         if self.model.output_enabled:
             v, i = self.model.phantom.measure(v, i)
+            status |= SOURSTAT_OUTPUT
         else:
             v, i = self.model.phantom.voltage_noise(), 0.0
-        return v, i, t - (self.model.clock.now() - self.model.timestamp())
+        if clamped:
+            ovp = self.model.voltage_limit()[1] == "ovp"
+            status |= SOURSTAT_PROTECTION if ovp else SOURSTAT_LIMIT
+        return v, i, t - (self.model.clock.now() - self.model.timestamp()), status
 
     def describe(self) -> dict:
         """For the control channel: state, current block, the block list."""

@@ -236,3 +236,20 @@ def test_run_course_uses_its_protocol_file_and_refuses_a_changed_one(capsys, db,
     protocol.write_text(protocol.read_text().replace("1.0", "3.0"))
     code, out, err = ionto(capsys, "run", "--course", course, *RUN, "--reason", "x", *db)
     assert code == 2 and "changed since the course started" in err
+
+
+def test_the_course_records_example_runs(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "course_records.py"
+    env = {k: v for k, v in os.environ.items() if k != "IONTO_DB"}
+    proc = subprocess.run([sys.executable, str(example)], cwd=tmp_path, text=True,
+                          capture_output=True, timeout=120, stdin=subprocess.DEVNULL,
+                          env={**env, "IONTO_OUTPUT": str(tmp_path)})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "MUST NOT DRIVE HOME (first treatment)" in proc.stdout
+    assert "Refused by the course rule 'too-soon'" in proc.stdout
+    assert "Session 3: completed" in proc.stdout
+    assert "Audit trail: intact, 12 entries, 4 results files checked" in proc.stdout
+    assert "Exported sub-S101_course-1_ses-3_stim.json" in proc.stdout

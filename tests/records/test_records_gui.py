@@ -97,6 +97,8 @@ def window(qtbot, tmp_path, url):
     qtbot.addWidget(win)
     win.show()
     qtbot.waitExposed(win)
+    win.show_tab("Course")
+    assert win.course_panel.isVisible()
     yield win
     if win.manager.is_running():
         win.emergency_stop("test teardown")
@@ -116,21 +118,28 @@ def test_a_front_panel_run_is_recorded_and_a_too_soon_run_refused(qtbot, window,
               "target_current": 1.0}
     wrong = window.queue(procedure=make_procedure({**values, "drug": "ketamine"}))
     assert wrong is None and "drug is bupivacaine" in window.notice.text()
+    too_dense = make_procedure({**values, "target_current": 4.0, "electrode_area": 2.0})
+    assert window.queue(procedure=too_dense) is None
+    assert "Run refused before energizing" in window.notice.text()
+    assert (panel.history.item(0, 2).text(), panel.history.item(0, 3).text()) == (
+        "refused", "pre-flight")
+    assert panel.no_drive_label.isVisible()  # nothing delivered: still the first treatment
     experiment = window.queue(procedure=make_procedure(values))
     assert experiment is not None, window.notice.text()
     assert experiment.procedure.subject_id == "S001"
-    qtbot.waitUntil(lambda: panel.history.rowCount() == 1
-                    and panel.history.item(0, 2).text() == "completed", timeout=RUN_TIMEOUT_MS)
+    qtbot.waitUntil(lambda: panel.history.rowCount() == 2
+                    and panel.history.item(1, 2).text() == "completed", timeout=RUN_TIMEOUT_MS)
     assert panel.no_drive_label.isVisible()
     with Store(url) as store:
-        (session, outcome), = store.sessions(1)
+        (_, refused), (session, outcome) = store.sessions(1)
+        assert refused.rule == "pre-flight" and not refused.output_was_on
         assert session.operator == "nurse-a" and outcome.results_csv_sha256
         assert store.verify().ok
     window.acknowledge_trip()
     assert window.queue(procedure=make_procedure(values)) is None
     assert "too-soon" in window.notice.text()
-    assert panel.history.item(1, 2).text() == "refused"
+    assert panel.history.item(2, 2).text() == "refused"
     panel.reason_edit.setText("patient leaves the country tomorrow")
     assert window.queue(procedure=make_procedure(values)) is not None
-    qtbot.waitUntil(lambda: panel.history.rowCount() == 3
-                    and panel.history.item(2, 2).text() == "completed", timeout=RUN_TIMEOUT_MS)
+    qtbot.waitUntil(lambda: panel.history.rowCount() == 4
+                    and panel.history.item(3, 2).text() == "completed", timeout=RUN_TIMEOUT_MS)
