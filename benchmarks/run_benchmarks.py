@@ -11,7 +11,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-MODULES = ["bench_io", "bench_hardware", "bench_protocol", "bench_gui", "bench_records"]
+MODULES = ["bench_io", "bench_hardware", "bench_protocol", "bench_gui", "bench_records",
+           "bench_kill9"]
 
 
 def main(names: list[str]) -> int:

@@ -110,9 +110,34 @@ IMPEDANCE_DROP_FRACTION = _limit("IMPEDANCE_DROP_FRACTION", 0.60, "%",
 IMPEDANCE_DROP_WINDOW = _limit("IMPEDANCE_DROP_WINDOW", 2.0, "s",
                                "impedance-drop: window of the maximum (skin decays over minutes)",
                                f"{EVIDENCE} (phantom τ 1-3 min)")
-IMPEDANCE_MIN_CURRENT = _limit("IMPEDANCE_MIN_CURRENT", 0.1, "mA",
-                               "impedance rules judge V/I only at or above this |current|",
+IMPEDANCE_MIN_CURRENT = _limit("IMPEDANCE_MIN_CURRENT", 0.001, "mA",
+                               "impedance rules: hard floor of |current| (or |setpoint| for a "
+                               "collapse); above it the noise model decides (IMPEDANCE_NOISE_*)",
                                ENGINEERING)
+# The noise model of the impedance rules (docs/hazards.md, H-low-current): a reading's V/I is
+# judged only where its 1-sigma error from these three terms is at most IMPEDANCE_MAX_NOISE of
+# the value compared. Voltage: the simulator's meter noise; current: 20x the simulator's
+# (the hypothesis phantom of tests/test_safety_monitor.py). Verify on a real instrument.
+IMPEDANCE_NOISE_V_REL = _limit("IMPEDANCE_NOISE_V_REL", 0.003, "%",
+                               "noise model: relative voltage-reading noise (1 sigma)",
+                               f"{ENGINEERING}; the simulator's phantom noise")
+IMPEDANCE_NOISE_V_ABS = _limit("IMPEDANCE_NOISE_V_ABS", 1.0, "mV",
+                               "noise model: absolute voltage-reading noise (1 sigma)",
+                               f"{ENGINEERING}; the simulator's phantom noise")
+IMPEDANCE_NOISE_I_ABS = _limit("IMPEDANCE_NOISE_I_ABS", 200.0, "nA",
+                               "noise model: absolute current-reading noise and offset (1 sigma)",
+                               f"{ENGINEERING}; 20x the simulator's, as the monitor's tests")
+IMPEDANCE_MAX_NOISE = _limit("IMPEDANCE_MAX_NOISE", 0.05, "%",
+                             "impedance rules judge V/I only where its noise (1 sigma) is at "
+                             "most this share of the value compared: the 40 % drop is then 8 "
+                             "sigma (no false trip), and 0.05 mA at 0.5 kΩ still qualifies",
+                             ENGINEERING)
+IMPEDANCE_REFERENCE_MAX_AGE = _limit("IMPEDANCE_REFERENCE_MAX_AGE", 30.0, "s",
+                                     "impedance-drop/-rise: the last judgeable impedance (the "
+                                     "contact check's at the ramp start) stays the reference "
+                                     "across unjudgeable samples for at most this long (skin "
+                                     "with tau >= 1 min decays to no less than 69 % of it)",
+                                     f"{EVIDENCE} (phantom τ 1-3 min)")
 REGULATION_FRACTION = _limit("REGULATION_FRACTION", 0.05, "%",
                              "regulation: allowed |I − Iset| as a fraction of |Iset|", ENGINEERING)
 REGULATION_FLOOR = _limit("REGULATION_FLOOR", 0.02, "mA",
@@ -199,6 +224,17 @@ DRIVER_AREA = Range("DRIVER_AREA", 10.0, 0.01, 1000.0, "cm²",
                     "electrode area accepted by CurrentSource.limit_current_density", ENGINEERING)
 DRIVER_DENSITY = Range("DRIVER_DENSITY", 0.5, 0.001, MAX_DENSITY.value, "mA/cm²",
                        "density accepted by CurrentSource.limit_current_density", ENGINEERING)
+
+# -- input sanity of the command line and files (issue 9) ----------------------------------------
+
+CLOCK_SPEED = Range("CLOCK_SPEED", 60.0, 1.0, 600.0, "x",
+                    "--speed of the simulator's scaled clock (faster: use --fast, the virtual "
+                    "clock; beyond 600x the loop cannot keep its 0.05 s deadlines)", ENGINEERING)
+PROTOCOL_FILE_MAX = _limit("PROTOCOL_FILE_MAX", 1.0, "MB",
+                           "largest protocol file read (a regular file only)", ENGINEERING)
+FREE_SPACE_FACTOR = _limit("FREE_SPACE_FACTOR", 2.0, "x",
+                           "pre-flight: free space needed, as a multiple of the planned results "
+                           "file", ENGINEERING)
 
 # -- the course plan and the before/after form (procedures/records) ------------------------------
 

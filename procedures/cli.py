@@ -13,15 +13,12 @@ import json
 import logging
 import math
 import os
-import shutil
-import signal
 import sys
-import threading
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from ionto_instruments import __version__
+from ionto_instruments import limits as L
 
 from . import selftest
 from .cli_failsafe import register as register_failsafe
@@ -39,6 +36,13 @@ from .protocol_file import (
 )
 from .records import cli as records_cli
 from .results import STORAGE_FAULT, StorageUnusable, check_output_dir, planned_file_bytes
+from .terminal import (
+    Console,
+    StopSignals,
+    logging_to,
+    never_raises,
+)
+from .terminal import minutes as _minutes
 
 if TYPE_CHECKING:
     from ionto_instruments.clock import Clock
@@ -64,8 +68,6 @@ EXIT_CODES: dict[int, str] = {
 }
 
 DEFAULT_OUTPUT = "runs"
-#: Plain log lines (stderr not a terminal) come at most this often in run time, plus events.
-LOG_EVERY_S = 10.0
 POLL_S = 0.1
 SIM = "simulator"
 
@@ -125,6 +127,25 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _speed(text: str) -> float:
+    """argparse type: the scaled clock's speed, within the limits table's CLOCK_SPEED."""
+    value = _finite_float(text)
+    speed = L.CLOCK_SPEED
+    if not speed.minimum <= value <= speed.maximum:
+        raise argparse.ArgumentTypeError(
+            f"{text} is outside {speed.minimum:g}-{speed.maximum:g} (times faster than real "
+            f"time); for the fastest run use --fast (the virtual clock)")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (exit 2): no usage block before the message."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_INVALID, f"{self.prog}: error: {' '.join(message.split())} "
+                                f"(see `{self.prog} --help`)\n")
+
+
 class _Formatter(argparse.RawDescriptionHelpFormatter):
     """Keep the epilog's examples as written; a little wider help column."""
 
@@ -163,7 +184,7 @@ def _add_sim_flag(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `ionto` and its subcommands."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ionto", formatter_class=_Formatter,
         description="Constant-current iontophoresis on a Keithley SourceMeter or its simulator.",
         epilog="examples:\n  ionto run --fast\n  ionto scenarios\n  ionto resources --sim\n"
@@ -188,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
                  **({"const": SIM} if setting.parameter == "scenario" else {}),
                  **({"type": _finite_float} if setting.kind is float else {}))
     clock = run.add_argument_group("clock (simulator only)").add_mutually_exclusive_group()
-    clock.add_argument("--speed", type=_positive_float, metavar="X",
+    clock.add_argument("--speed", type=_speed, metavar="X",
                        help="run the clock X times faster (e.g. 60: 30 minutes in 30 s)")
     clock.add_argument("--fast", action="store_true",
                        help="virtual clock: a 30-minute protocol in seconds")
@@ -238,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n  ionto gui --sim\n  ionto gui --sim impedance-drop@12 --speed 60\n"
                "  ionto gui --resource GPIB0::24::INSTR --model keithley2400")
     _add_sim_flag(gui)
-    gui.add_argument("--speed", type=_positive_float, metavar="X",
+    gui.add_argument("--speed", type=_speed, metavar="X",
                      help="simulator clock speed (default: the front panel's own)")
     add_flag(gui, BY_KEY["instrument.resource"])
     add_flag(gui, BY_KEY["instrument.model"], default="keithley2400")
@@ -284,8 +305,22 @@ def _error(prog: str, message: str) -> None:
 
 
 def _print_json(data: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
-    sys.stdout.flush()
+    """Print JSON on stdout; a closed stdout never changes the exit code (it is the outcome's)."""
+    try:
+        sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+        sys.stdout.flush()
+    except (AttributeError, OSError, ValueError):
+        _stdout_gone()
+
+
+def _stdout_gone() -> None:
+    """stdout is closed or a broken pipe: send the rest to /dev/null so that the
+    interpreter's final flush cannot fail either (it would exit 120)."""
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.close(devnull)
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives until exit
 
 
 # -- ionto run -------------------------------------------------------------------------------
@@ -297,6 +332,8 @@ def collect_settings(args: argparse.Namespace) -> tuple[dict[str, Sourced], list
     Raises UsageError (exit 2) for conflicting or invalid choices before anything is opened.
     """
     notes: list[str] = []
+    _not_empty(args, "sim", "--sim", "a scenario name, e.g. contact-loss@5 (or --sim alone)")
+    _not_empty(args, "protocol", "the protocol file", "a path to a TOML file")
     if args.protocol is None and args.sim and args.sim.endswith(".toml"):
         args.protocol, args.sim = args.sim, SIM  # `ionto run --sim p.toml`
     try:
@@ -341,6 +378,27 @@ def collect_settings(args: argparse.Namespace) -> tuple[dict[str, Sourced], list
         if args.seed is not None:
             notes.append("--seed applies to the simulator only; ignored")
     return values, notes
+
+
+def _not_empty(args: argparse.Namespace, dest: str, label: str, expected: str) -> None:
+    """Refuse an empty text option (`--output ''`): it would silently mean a default."""
+    value = getattr(args, dest, None)
+    if value is not None and not str(value).strip():
+        raise UsageError(f"{label} is empty; give {expected}", dest)
+
+
+def _check_fault_onset(procedure: ConstantCurrentIontophoresis, total_s: float) -> None:
+    """Refuse a simulator fault scheduled after the run's end: it would never happen."""
+    from ionto_instruments.simulator import parse_scenario
+
+    from .iontophoresis import CONTACT_CHECK_S
+
+    scenario = parse_scenario(procedure.scenario)
+    end_s = CONTACT_CHECK_S + total_s
+    if scenario.fault is not None and scenario.onset_s > end_s:
+        raise UsageError(f"--sim {scenario.name}: the fault at minute {scenario.onset_min:g} "
+                         f"would never happen; the run ends at minute {end_s / 60:.2f} (contact "
+                         f"check + treatment time)", "scenario")
 
 
 def make_run_clock(args: argparse.Namespace, simulated: bool) -> Clock:
@@ -393,179 +451,15 @@ def _describe(procedure: ConstantCurrentIontophoresis) -> str:
             f"subject {procedure.subject_kind}")
 
 
-def _minutes(seconds: float) -> str:
-    """Format seconds as m:ss (or '--:--' when unknown)."""
-    if not math.isfinite(seconds):
-        return "--:--"
-    seconds = max(0.0, seconds)
-    return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
-
-
-def _num(value: float, fmt: str) -> str:
-    return format(value, fmt) if math.isfinite(value) else "--"
-
-
-def status_text(live: LiveStatus, planned_dose: float) -> str:
-    """The progress line: phase, elapsed / remaining, current, voltage, impedance, dose."""
-    return (f"{live.phase:<9} {_minutes(live.elapsed_s)} / {_minutes(live.remaining_s)} left  "
-            f"{_num(live.current_mA, '+.3f')} mA  {_num(live.voltage_V, '.2f')} V  "
-            f"{_num(live.impedance_kohm, '.2f')} kOhm  "
-            f"{live.dose_mA_min:.2f}/{planned_dose:.2f} mA*min")
-
-
-class Console:
-    """Human output on stderr: a progress line on a terminal, else plain periodic log lines."""
-
-    def __init__(self, stream: TextIO, planned_dose: float = 0.0,
-                 every_s: float = LOG_EVERY_S) -> None:
-        self.stream = stream
-        try:
-            self.tty = stream.isatty()
-        except (AttributeError, ValueError):
-            self.tty = False
-        self.planned_dose = planned_dose
-        self.every_s = every_s
-        self._shown = 0
-        self._next_t = 0.0
-        self._last_event = ""
-        self._lock = threading.RLock()
-        self._broken = False
-
-    def line(self, text: str) -> None:
-        """Print one line, clearing the progress line first on a terminal."""
-        with self._lock:
-            self._write(("\r" + " " * self._shown + "\r" if self._shown else "") + text + "\n")
-            self._shown = 0
-
-    def update(self, live: LiveStatus) -> None:
-        """Show the live status: events as lines, then the progress line or a periodic line."""
-        with self._lock:
-            if live.last_event and live.last_event != self._last_event:
-                self._last_event = live.last_event
-                self.line(f"[{_minutes(live.elapsed_s)}] {live.last_event}")
-            status = status_text(live, self.planned_dose)
-            if self.tty:
-                width = max(20, shutil.get_terminal_size((100, 24)).columns - 1)
-                text = status[:width]
-                self._write("\r" + text + " " * max(0, self._shown - len(text)))
-                self._shown = len(text)
-            elif live.phase in ("ramp-up", "hold", "ramp-down") and live.t >= self._next_t:
-                self._next_t = (math.floor(live.t / self.every_s) + 1) * self.every_s
-                self.line(status)
-
-    def close(self) -> None:
-        """Clear the progress line so what follows starts on a clean line."""
-        with self._lock:
-            if self._shown:
-                self._write("\r" + " " * self._shown + "\r")
-                self._shown = 0
-
-    def _write(self, text: str) -> None:
-        if self._broken:
-            return
-        try:
-            self.stream.write(text)
-            self.stream.flush()
-        except (OSError, ValueError):
-            self._broken = True  # a closed terminal must not stop the run's shutdown path
-
-
-class _ConsoleHandler(logging.Handler):
-    """Log records as single lines through the Console (no tracebacks)."""
-
-    def __init__(self, console: Console) -> None:
-        super().__init__()
-        self.console = console
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            message = " ".join(record.getMessage().split())
-            self.console.line(f"{record.levelname}: {message}")
-        except Exception:
-            self.handleError(record)
-
-
-@contextlib.contextmanager
-def _logging_to(console: Console, verbose: bool) -> Iterator[None]:
-    """Route warnings (or, verbose, info) of the run to the console; restore afterwards."""
-    handler = _ConsoleHandler(console)
-    handler.setLevel(logging.INFO if verbose else logging.WARNING)
-    if not verbose:  # PyMeasure's Worker sets its own logger level; keep its chatter out
-        handler.addFilter(lambda r: not r.name.startswith("pymeasure")
-                          or r.levelno >= logging.CRITICAL)
-    loggers = {name: logging.getLogger(name) for name in ("ionto_instruments", "pymeasure")}
-    saved = {name: (lg.level, lg.propagate) for name, lg in loggers.items()}
-    loggers["ionto_instruments"].setLevel(logging.INFO if verbose else logging.WARNING)
-    loggers["pymeasure"].setLevel(logging.WARNING if verbose else logging.CRITICAL)
-    for lg in loggers.values():
-        lg.addHandler(handler)
-        lg.propagate = False
-    try:
-        yield
-    finally:
-        for name, lg in loggers.items():
-            lg.removeHandler(handler)
-            lg.setLevel(saved[name][0])
-            lg.propagate = saved[name][1]
-
-
-class StopSignals:
-    """Ctrl-C once: operator stop (ramp down). Twice, SIGTERM or SIGHUP: emergency stop.
-
-    Installed only for the run (main thread only) and restored afterwards. The handlers only
-    set flags and start the emergency stop on a helper thread, so they never block or print.
-    """
-
-    def __init__(self, procedure: ConstantCurrentIontophoresis) -> None:
-        self.procedure = procedure
-        self.notices: list[str] = []
-        self.interrupts = 0
-        self._threads: list[threading.Thread] = []
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> StopSignals:
-        if threading.current_thread() is not threading.main_thread():
-            return self
-        wanted = [(signal.SIGINT, self._on_interrupt), (signal.SIGTERM, self._on_terminate)]
-        if hasattr(signal, "SIGHUP"):
-            wanted.append((signal.SIGHUP, self._on_terminate))
-        for signum, handler in wanted:
-            self._previous[signum] = signal.signal(signum, handler)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-        self._previous.clear()
-        for thread in self._threads:
-            thread.join(5.0)
-
-    def _on_interrupt(self, signum: int, frame: object) -> None:
-        self.interrupts += 1
-        if self.interrupts == 1:
-            self.procedure.request_stop()
-            self.notices.append("Ctrl-C: stopping, ramping down to zero, then output off "
-                                "(Ctrl-C again switches the output off at once)")
-        else:
-            self._emergency("Emergency stop (Ctrl-C twice)")
-
-    def _on_terminate(self, signum: int, frame: object) -> None:
-        self._emergency(f"Emergency stop ({signal.Signals(signum).name})")
-
-    def _emergency(self, reason: str) -> None:
-        self.notices.append(f"{reason}: switching the output off at once")
-        thread = threading.Thread(target=self.procedure.emergency_stop, args=(reason,),
-                                  name="ionto-emergency-stop", daemon=True)
-        self._threads.append(thread)
-        thread.start()
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     """`ionto run`: validate everything, run the protocol, print the summary, return exit code."""
     values, notes = collect_settings(args)
     simulated = "instrument.resource" not in values
     procedure = build_procedure(values)
     plan = procedure.build_plan()
+    if simulated:
+        _check_fault_onset(procedure, plan.total_s)
+    _not_empty(args, "output", "--output", "a folder for the results (default: runs)")
     output_dir = Path(args.output)
     try:
         check_output_dir(output_dir, planned_file_bytes(plan.total_s, plan.sample_interval_s))
@@ -618,23 +512,14 @@ def _run(procedure: ConstantCurrentIontophoresis, output_dir: Path, clock: Clock
             console.line(signals.notices.pop(0))
         console.update(live)
 
-    with redirect, _logging_to(console, verbose), signals:
+    with redirect, logging_to(console, verbose), signals:
         try:
             return run_protocol(procedure, output_dir=output_dir, prefix="ionto", clock=clock,
-                                on_update=_never_raises(on_update), poll_s=POLL_S)
+                                on_update=never_raises(on_update), poll_s=POLL_S,
+                                handle_signals=False)
         except BaseException:
             procedure.emergency_stop("The command line failed while the run was going")
             raise
-
-
-def _never_raises(callback: Callable[[Any], None]) -> Callable[[Any], None]:
-    """Wrap a display callback so a display error cannot abandon a running protocol."""
-    def safe(value: Any) -> None:
-        try:
-            callback(value)
-        except Exception:
-            log.debug("progress display failed", exc_info=True)
-    return safe
 
 
 def _print_summary(summary: dict[str, Any], planned: float, stream: TextIO, code: int) -> None:
@@ -677,8 +562,9 @@ def _print_summary(summary: dict[str, Any], planned: float, stream: TextIO, code
     try:
         stream.write("\n".join(lines) + "\n")
         stream.flush()
-    except (OSError, ValueError):
-        pass
+    except (AttributeError, OSError, ValueError):
+        if stream is sys.stdout:
+            _stdout_gone()
 
 
 # -- the other commands ----------------------------------------------------------------------

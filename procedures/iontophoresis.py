@@ -42,6 +42,7 @@ from ionto_instruments.deadman2450 import (
     dead_man_timeout,
     open_dead_man_source,
 )
+from ionto_instruments.instrument_lock import InstrumentLock
 from ionto_instruments.limits import Range, ascii_unit
 from ionto_instruments.output import OutputGuard
 from ionto_instruments.source import CurrentSource, InstrumentError, InstrumentFault
@@ -190,6 +191,9 @@ class ConstantCurrentIontophoresis(Procedure):
         self.storage_check: Callable[[], None] | None = None
         self.storage_close: Callable[[], None] | None = None
         self._started = False
+        self._instrument_lock: InstrumentLock | None = None
+        #: Set when shutdown() has finished: output off, summary written (or attempted).
+        self.shutdown_done = threading.Event()
         self._storage_error: str | None = None
         self._storage_handled = False
         self.live = LiveStatus()
@@ -390,6 +394,9 @@ class ConstantCurrentIontophoresis(Procedure):
             self._finish(Outcome.REFUSED, PRE_FLIGHT, f"Refused before energizing: {exc}")
             return
         try:
+            if self.source is None and self.resource:
+                self._instrument_lock = InstrumentLock(self.resource)
+                self._instrument_lock.acquire()  # one instrument, one controller
             if self.source is None and self._wants_dead_man():
                 self.source = open_dead_man_source(self.resource, baud_rate=int(self.baud_rate),
                                                    terminator=self.serial_terminator)
@@ -451,6 +458,8 @@ class ConstantCurrentIontophoresis(Procedure):
             self._shutdown()
         except BaseException:
             log.exception("Shutdown hit an error; the output-off attempt was made first")
+        finally:
+            self.shutdown_done.set()
 
     # ------------------------------------------------------------------ phases
 
@@ -884,6 +893,8 @@ class ConstantCurrentIontophoresis(Procedure):
                 self.source.close()
             except Exception as exc:
                 log.warning("Closing the instrument session failed: %s", exc)
+        if self._instrument_lock is not None:
+            self._instrument_lock.release()  # after the close: the output is off by now
         status = {Outcome.COMPLETED: Procedure.FINISHED, Outcome.STOPPED: Procedure.FINISHED,
                   Outcome.ABORTED: Procedure.ABORTED}.get(state.outcome, Procedure.FAILED)
         # Report only what the Worker will not: after an exception it has already sent FAILED,

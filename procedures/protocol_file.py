@@ -42,6 +42,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -283,8 +284,21 @@ def parse_protocol(data: Mapping[str, Any], name: str = "<protocol>") -> dict[st
 def load_protocol(path: str | Path) -> dict[str, Sourced]:
     """Read and check a protocol file; return {dotted key: Sourced}. ProtocolError if unusable."""
     path = Path(path)
+    limit = int(L.PROTOCOL_FILE_MAX.value * 1e6)
     try:
-        text = path.read_bytes().decode("utf-8")
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):  # a FIFO would hang, /dev/zero never end
+            raise ProtocolError(f"{path}: not a regular file; a protocol file is a TOML text "
+                                f"file")
+        if info.st_size > limit:
+            raise ProtocolError(f"{path}: {info.st_size / 1e6:.1f} MB is too large for a "
+                                f"protocol file (at most {L.PROTOCOL_FILE_MAX.text()})")
+        with open(path, "rb") as f:
+            raw = f.read(limit + 1)
+        if len(raw) > limit:
+            raise ProtocolError(f"{path}: too large for a protocol file (at most "
+                                f"{L.PROTOCOL_FILE_MAX.text()})")
+        text = raw.decode("utf-8-sig")  # a UTF-8 byte-order mark is allowed and dropped
     except OSError as exc:
         raise ProtocolError(f"cannot read protocol file {str(path)!r}: "
                             f"{exc.strerror or exc}") from None
@@ -292,6 +306,9 @@ def load_protocol(path: str | Path) -> dict[str, Sourced]:
         raise ProtocolError(f"{path}: not a text file in UTF-8") from None
     try:
         data = tomllib.loads(text)
+    except RecursionError:
+        raise ProtocolError(f"{path}: invalid TOML: arrays or tables nested too "
+                            f"deeply") from None
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         match = _LINE.search(message)

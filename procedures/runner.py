@@ -35,6 +35,7 @@ from ionto_instruments.clock import Clock
 from .iontophoresis import ConstantCurrentIontophoresis, LiveStatus
 from .plan import InvalidParameter
 from .results import IontoResults, check_output_dir, new_results_file, planned_file_bytes
+from .terminal import StopSignals
 
 log = logging.getLogger(__name__)
 log.addHandler(logging.NullHandler())
@@ -130,8 +131,11 @@ class ProtocolRun:
 
     def __init__(self, procedure: ConstantCurrentIontophoresis,
                  output_dir: str | os.PathLike[str] = ".", prefix: str = "ionto",
-                 clock: Clock | None = None, poll_s: float = 0.1) -> None:
+                 clock: Clock | None = None, poll_s: float = 0.1,
+                 handle_signals: bool = True) -> None:
         check_fresh(procedure)
+        self.handle_signals = handle_signals
+        self._signals: StopSignals | None = None
         self.procedure = procedure
         self.output_dir = output_dir
         self.prefix = prefix
@@ -159,6 +163,9 @@ class ProtocolRun:
         self.results = IontoResults(self.procedure,
                                     new_results_file(self.output_dir, self.prefix))
         self._worker = _Worker(self.results)
+        if self.handle_signals:
+            self._signals = StopSignals(self.procedure, interrupt=False, only_default=True,
+                                        finished=self._worker.finished.is_set).__enter__()
         self._worker.start()
         return self
 
@@ -226,11 +233,22 @@ class ProtocolRun:
                 if self._estop_reason is None:
                     self._estop_reason = (f"Emergency stop: the calling program failed "
                                           f"({type(exc).__name__}: {exc})")
+        received = self._release_signals()
         if on_update is not None and pending is None:
             on_update(self.procedure.live)
         if pending is not None:
             raise pending
+        if received is not None:  # the signal ends the script, as it meant to, but only now
+            raise SystemExit(128 + received)
         return self.summary
+
+    def _release_signals(self) -> int | None:
+        """Restore the signal handlers; return the terminating signal received, if any."""
+        signals, self._signals = self._signals, None
+        if signals is None:
+            return None
+        signals.__exit__(None, None, None)
+        return signals.received
 
     def updates(self, every_s: float | None = None) -> Iterator[LiveStatus]:
         """Yield the live status about every `every_s` real seconds until the run ends."""
@@ -293,21 +311,24 @@ def check_fresh(procedure: ConstantCurrentIontophoresis) -> None:
 
 def start_protocol(procedure: ConstantCurrentIontophoresis,
                    output_dir: str | os.PathLike[str] = ".", prefix: str = "ionto",
-                   clock: Clock | None = None, poll_s: float = 0.1) -> ProtocolRun:
+                   clock: Clock | None = None, poll_s: float = 0.1,
+                   handle_signals: bool = True) -> ProtocolRun:
     """Start `procedure` and return its ProtocolRun; use it in a `with` block."""
-    return ProtocolRun(procedure, output_dir, prefix, clock, poll_s).start()
+    return ProtocolRun(procedure, output_dir, prefix, clock, poll_s, handle_signals).start()
 
 
 def run_protocol(procedure: ConstantCurrentIontophoresis, output_dir: str | os.PathLike[str] = ".",
                  prefix: str = "ionto", clock: Clock | None = None,
                  on_update: Callable[[LiveStatus], None] | None = None,
-                 poll_s: float = 0.1) -> dict[str, Any]:
+                 poll_s: float = 0.1, handle_signals: bool = True) -> dict[str, Any]:
     """Run `procedure` to its end, writing results + summary into `output_dir`; return summary.
 
     `on_update` is called with the live status about every `poll_s` seconds (progress lines);
     if it raises, the run is stopped at once (output off) and the exception propagates.
+    With `handle_signals` (main thread only), a terminating signal that still has its default
+    action (SIGTERM, SIGHUP, SIGQUIT, ...) is an emergency stop first, then SystemExit(128+N).
     """
-    with ProtocolRun(procedure, output_dir, prefix, clock, poll_s) as run:
+    with ProtocolRun(procedure, output_dir, prefix, clock, poll_s, handle_signals) as run:
         run.wait(on_update=on_update)
     if procedure.summary is None:
         raise RuntimeError("the run ended without a summary; see the log")

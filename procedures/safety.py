@@ -77,10 +77,14 @@ RULE_DOCS: dict[str, str] = {
                   "compliance: current no longer regulated",
     "impedance-low": "\\|V/I\\| < {IMPEDANCE_LOW} (a short)",
     "impedance-drop": "impedance < {IMPEDANCE_DROP_FRACTION} of its maximum over the last "
-                      "{IMPEDANCE_DROP_WINDOW} (skin decays over minutes: a hot spot)",
+                      "{IMPEDANCE_DROP_WINDOW} (skin decays over minutes: a hot spot); like "
+                      "every impedance rule, judged on each reading whose V/I noise is at most "
+                      "{IMPEDANCE_MAX_NOISE} (from 0.05 mA up), the contact check as the "
+                      "reference from the first ramp sample",
     "regulation": "\\|I − Iset\\| > max({REGULATION_FRACTION}, {REGULATION_FLOOR}) for > "
                   "{REGULATION_DURATION}",
-    "dose-cap": "dose > the run's cap (at most {MAX_DOSE})",
+    "dose-cap": "dose > the run's cap (at most {MAX_DOSE}) + {MEASUREMENT_TOLERANCE} "
+                "measurement tolerance",
     "contact-check": "before the ramp ({CONTACT_CHECK_DURATION} at {CONTACT_CHECK_CURRENT}): "
                      "impedance outside {CONTACT_MIN}–{CONTACT_MAX}, open circuit, or predicted "
                      "V at target > {CONTACT_VOLTAGE_FRACTION} of compliance",
@@ -201,8 +205,13 @@ class SafetyConfig:
     regulation_fraction: float = L.REGULATION_FRACTION.value
     regulation_floor_mA: float = L.REGULATION_FLOOR.value
     regulation_duration_s: float = L.REGULATION_DURATION.value
-    # impedance rules judge V/I only at or above this current (ramp-start noise, offsets)
+    # impedance rules: a hard current floor, then the noise model decides what V/I to judge
     impedance_min_current_mA: float = L.IMPEDANCE_MIN_CURRENT.value
+    impedance_noise_v_rel: float = L.IMPEDANCE_NOISE_V_REL.value
+    impedance_noise_v_abs_V: float = L.IMPEDANCE_NOISE_V_ABS.value * 1e-3
+    impedance_noise_i_abs_mA: float = L.IMPEDANCE_NOISE_I_ABS.value * 1e-6
+    impedance_max_noise: float = L.IMPEDANCE_MAX_NOISE.value
+    impedance_reference_max_age_s: float = L.IMPEDANCE_REFERENCE_MAX_AGE.value
     impedance_drop_fraction: float = L.IMPEDANCE_DROP_FRACTION.value
     impedance_drop_window_s: float = L.IMPEDANCE_DROP_WINDOW.value
     impedance_low_kohm: float = L.IMPEDANCE_LOW.value
@@ -264,6 +273,12 @@ class SafetyConfig:
                  "stale_after_s must be positive (or None for STALE_INTERVALS sample intervals)")
 
     @property
+    def noise_model(self) -> NoiseModel:
+        """The reading noise the impedance rules allow for (see NoiseModel)."""
+        return NoiseModel(self.impedance_noise_v_rel, self.impedance_noise_v_abs_V,
+                          self.impedance_noise_i_abs_mA, self.impedance_max_noise)
+
+    @property
     def stale_limit_s(self) -> float:
         """Seconds without a valid reading before stale-data trips (default STALE_INTERVALS)."""
         if self.stale_after_s is None:
@@ -275,6 +290,76 @@ def _require(condition: bool, message: str) -> None:
     """Raise ValueError with `message` unless `condition` holds (config validation)."""
     if not condition:
         raise ValueError(message)
+
+
+@dataclass(frozen=True)
+class NoiseModel:
+    """The reading noise (1 sigma) the impedance rules allow for; V/I is judged only where
+    its error is at most `max_error` of the value compared, so noise cannot trip a rule.
+
+    error(Z) = sqrt((Z v_rel)^2 + (v_abs / I)^2 + (Z i_abs / I)^2)  [kΩ, with I in mA]
+    """
+
+    v_rel: float = L.IMPEDANCE_NOISE_V_REL.value
+    v_abs_V: float = L.IMPEDANCE_NOISE_V_ABS.value * 1e-3
+    i_abs_mA: float = L.IMPEDANCE_NOISE_I_ABS.value * 1e-6
+    max_error: float = L.IMPEDANCE_MAX_NOISE.value
+
+    def error_kohm(self, impedance_kohm: float, current_mA: float) -> float:
+        """The 1-sigma error of a V/I reading of `impedance_kohm` at `current_mA`."""
+        current = abs(current_mA)
+        if not current > 0 or not math.isfinite(impedance_kohm):
+            return math.inf
+        z = abs(impedance_kohm)
+        return math.sqrt((z * self.v_rel) ** 2 + (self.v_abs_V / current) ** 2
+                         + (z * self.i_abs_mA / current) ** 2)
+
+    def judgeable(self, sample: Sample) -> bool:
+        """True when the sample's own V/I is known to within `max_error` (relative)."""
+        z = sample.impedance_kohm
+        return z > 0 and self.error_kohm(z, sample.current_mA) <= self.max_error * z
+
+    def judgeable_at(self, threshold_kohm: float, current_mA: float) -> bool:
+        """True when V/I near `threshold_kohm` is known to within `max_error` of it."""
+        return self.error_kohm(threshold_kohm, current_mA) <= self.max_error * threshold_kohm
+
+    def min_current_mA(self, impedance_kohm: float) -> float:
+        """The smallest |current| at which V/I of `impedance_kohm` is judgeable."""
+        z, budget = impedance_kohm, (self.max_error * impedance_kohm) ** 2 - \
+            (impedance_kohm * self.v_rel) ** 2
+        if budget <= 0:
+            return math.inf
+        return math.sqrt(self.v_abs_V ** 2 + (z * self.i_abs_mA) ** 2) / math.sqrt(budget)
+
+
+class _Reference:
+    """The impedance a relative rule compares with: the judgeable samples of its window
+    (contact-check ones included: the baseline from the first ramp sample on), else the last
+    judgeable one if not older than `max_age_s` (a ramp that starts below the noise floor)."""
+
+    def __init__(self, noise: NoiseModel, window_s: float, max_age_s: float) -> None:
+        self.noise = noise
+        self.window_s = window_s
+        self.max_age_s = max_age_s
+        self.last: Sample | None = None
+
+    def usable(self, sample: Sample) -> bool:
+        return sample.phase in ALL_PHASES and self.noise.judgeable(sample)
+
+    def values(self, sample: Sample, history: History) -> list[float]:
+        found = [s.impedance_kohm for s in history.since(sample.t - self.window_s)
+                 if self.usable(s)]
+        last = self.last
+        if not found and last is not None and sample.t - last.t <= self.max_age_s:
+            found = [last.impedance_kohm]
+        return found
+
+    def remember(self, sample: Sample) -> None:
+        if self.usable(sample):
+            self.last = sample
+
+    def reset(self) -> None:
+        self.last = None
 
 
 class History:
@@ -419,27 +504,41 @@ class ImpedanceHighRule(Rule):
     _advice = ("Check that the patch is attached, the gel is moist, and the leads are "
                "connected.")
 
+    phases = ALL_PHASES  # contact-check samples only become the reference
+
     def __init__(self, max_kohm: float = L.IMPEDANCE_HIGH.value,
                  collapse_fraction: float = L.CURRENT_COLLAPSE_FRACTION.value,
                  min_setpoint_mA: float = L.IMPEDANCE_MIN_CURRENT.value,
                  rise_factor: float = L.IMPEDANCE_RISE_FACTOR.value,
-                 rise_window_s: float = L.IMPEDANCE_RISE_WINDOW.value) -> None:
+                 rise_window_s: float = L.IMPEDANCE_RISE_WINDOW.value,
+                 noise: NoiseModel | None = None,
+                 reference_max_age_s: float = L.IMPEDANCE_REFERENCE_MAX_AGE.value) -> None:
         self.max_kohm = max_kohm
         self.collapse_fraction = collapse_fraction
         self.min_setpoint_mA = min_setpoint_mA
         self.rise_factor = rise_factor
         self.rise_window_s = rise_window_s
+        self.noise = noise or NoiseModel()
+        self._reference = _Reference(self.noise, rise_window_s, reference_max_age_s)
 
-    def _counts(self, sample: Sample) -> bool:
-        return (sample.phase in RUN_PHASES and abs(sample.current_mA) >= self.min_setpoint_mA
-                and math.isfinite(sample.impedance_kohm))
+    def reset(self) -> None:
+        self._reference.reset()
 
     def check(self, sample: Sample, history: History) -> Verdict | None:
+        try:
+            if sample.phase not in RUN_PHASES:
+                return None
+            return self._check(sample, history)
+        finally:
+            self._reference.remember(sample)
+
+    def _check(self, sample: Sample, history: History) -> Verdict | None:
         setpoint = abs(sample.setpoint_mA)
         if setpoint < self.min_setpoint_mA:
             return None
         impedance = sample.impedance_kohm
-        if impedance > self.max_kohm:
+        if impedance > self.max_kohm and self.noise.judgeable_at(self.max_kohm,
+                                                                 sample.current_mA):
             return self.trip(sample, (
                 f"Contact lost: impedance rose to {_num(impedance)} kΩ "
                 f"(limit {_num(self.max_kohm)} kΩ). {self._advice}"))
@@ -450,9 +549,8 @@ class ImpedanceHighRule(Rule):
                 f"Contact lost: current collapsed to {_num(current)} mA against a setpoint of "
                 f"{_num(setpoint)} mA (limit {_pct(self.collapse_fraction)} of the setpoint, "
                 f"{_num(floor)} mA). {self._advice}"))
-        if self._counts(sample):
-            low = min((s.impedance_kohm for s in history.since(sample.t - self.rise_window_s)
-                       if self._counts(s)), default=math.nan)
+        if abs(sample.current_mA) >= self.min_setpoint_mA and self.noise.judgeable(sample):
+            low = min(self._reference.values(sample, history), default=math.nan)
             if low > 0 and impedance > self.rise_factor * low:
                 return self.trip(sample, (
                     f"Impedance rose suddenly to {_num(impedance)} kΩ, {_num(impedance / low)}x "
@@ -491,17 +589,21 @@ class ComplianceRule(Rule):
 
 
 class ImpedanceLowRule(Rule):
-    """|V/I| below a floor: a short. Judged when |I| >= IMPEDANCE_MIN_CURRENT."""
+    """|V/I| below a floor: a short. Judged where the noise model knows V/I near the floor
+    (at 0.05 mA and above with the default noise), never below IMPEDANCE_MIN_CURRENT."""
 
     name = "impedance-low"
 
     def __init__(self, min_kohm: float = L.IMPEDANCE_LOW.value,
-                 min_current_mA: float = L.IMPEDANCE_MIN_CURRENT.value) -> None:
+                 min_current_mA: float = L.IMPEDANCE_MIN_CURRENT.value,
+                 noise: NoiseModel | None = None) -> None:
         self.min_kohm = min_kohm
         self.min_current_mA = min_current_mA
+        self.noise = noise or NoiseModel()
 
     def check(self, sample: Sample, history: History) -> Verdict | None:
-        if abs(sample.current_mA) < self.min_current_mA:
+        if abs(sample.current_mA) < self.min_current_mA or \
+                not self.noise.judgeable_at(self.min_kohm, sample.current_mA):
             return None
         impedance = sample.impedance_kohm
         if impedance < self.min_kohm:
@@ -516,28 +618,40 @@ class ImpedanceLowRule(Rule):
 class ImpedanceDropRule(Rule):
     """Impedance under IMPEDANCE_DROP_FRACTION of its recent maximum: a hot spot.
 
-    Skin under DC decays over minutes, not seconds; only run samples with
-    |I| >= IMPEDANCE_MIN_CURRENT count.
+    Skin under DC decays over minutes, not seconds. Judged on every run sample whose V/I the
+    noise model knows (at 0.05 mA and above for any plausible skin), against the window's
+    judgeable samples, the contact check's included: the baseline from the first ramp sample.
     """
 
     name = "impedance-drop"
+    phases = ALL_PHASES  # contact-check samples only become the reference
 
     def __init__(self, fraction: float = L.IMPEDANCE_DROP_FRACTION.value,
                  window_s: float = L.IMPEDANCE_DROP_WINDOW.value,
-                 min_current_mA: float = L.IMPEDANCE_MIN_CURRENT.value) -> None:
+                 min_current_mA: float = L.IMPEDANCE_MIN_CURRENT.value,
+                 noise: NoiseModel | None = None,
+                 reference_max_age_s: float = L.IMPEDANCE_REFERENCE_MAX_AGE.value) -> None:
         self.fraction = fraction
         self.window_s = window_s
         self.min_current_mA = min_current_mA
+        self.noise = noise or NoiseModel()
+        self._reference = _Reference(self.noise, window_s, reference_max_age_s)
 
-    def _counts(self, sample: Sample) -> bool:
-        return (sample.phase in RUN_PHASES and abs(sample.current_mA) >= self.min_current_mA
-                and math.isfinite(sample.impedance_kohm))
+    def reset(self) -> None:
+        self._reference.reset()
 
     def check(self, sample: Sample, history: History) -> Verdict | None:
-        if not self._counts(sample):
-            return None
-        peak = max((s.impedance_kohm for s in history.since(sample.t - self.window_s)
-                    if self._counts(s)), default=math.nan)
+        try:
+            if (sample.phase not in RUN_PHASES
+                    or abs(sample.current_mA) < self.min_current_mA
+                    or not self.noise.judgeable(sample)):
+                return None
+            return self._check(sample, history)
+        finally:
+            self._reference.remember(sample)
+
+    def _check(self, sample: Sample, history: History) -> Verdict | None:
+        peak = max(self._reference.values(sample, history), default=math.nan)
         if not peak > 0:
             return None
         impedance = sample.impedance_kohm
@@ -598,20 +712,39 @@ class RegulationRule(Rule):
 
 
 class DoseCapRule(Rule):
-    """The delivered dose (integrated |measured current|) above the cap per electrode."""
+    """The delivered dose (integrated |measured current|) above the cap per electrode.
+
+    The measured dose of a plan exactly at the cap lands a little above or below it (reading
+    noise, integration): the cap allows MEASUREMENT_TOLERANCE, as the density limit does, so
+    such a run completes with its ramp-down; pre-flight never plans above the cap itself.
+    """
 
     name = "dose-cap"
 
-    def __init__(self, cap_mA_min: float = L.DOSE_CAP.default) -> None:
+    def __init__(self, cap_mA_min: float = L.DOSE_CAP.default,
+                 tolerance: float = L.MEASUREMENT_TOLERANCE.value) -> None:
         self.cap_mA_min = cap_mA_min
+        self.tolerance = tolerance
+        self.limit_mA_min = cap_mA_min * (1 + tolerance)
 
     def check(self, sample: Sample, history: History) -> Verdict | None:
-        if sample.dose_mA_min > self.cap_mA_min:
+        if sample.dose_mA_min > self.limit_mA_min:
+            delivered, limit = _distinct(sample.dose_mA_min, self.limit_mA_min)
             return self.trip(sample, (
-                f"Dose cap: {_num(sample.dose_mA_min)} mA·min delivered, above the cap of "
-                f"{_num(self.cap_mA_min)} mA·min per electrode. Check the protocol's current "
+                f"Dose cap: {delivered} mA·min delivered, above the cap of "
+                f"{_num(self.cap_mA_min)} mA·min per electrode (limit {limit} mA·min with "
+                f"{_pct(self.tolerance)} measurement tolerance). Check the protocol's current "
                 f"and duration; do not continue with this electrode."))
         return None
+
+
+def _distinct(value: float, limit: float) -> tuple[str, str]:
+    """Format `value` and `limit` with enough digits that a value above shows as above."""
+    for digits in range(4, 12):
+        shown, bound = f"{value:.{digits}g}", f"{limit:.{digits}g}"
+        if float(shown) > float(bound):
+            return shown, bound
+    return repr(value), repr(limit)
 
 
 class NearComplianceWarning(Rule):
@@ -660,14 +793,18 @@ def default_rules(config: SafetyConfig) -> list[Rule]:
         ImpedanceHighRule(config.impedance_high_kohm, config.current_collapse_fraction,
                           config.impedance_min_current_mA,
                           rise_factor=config.impedance_rise_factor,
-                          rise_window_s=config.impedance_rise_window_s),
+                          rise_window_s=config.impedance_rise_window_s,
+                          noise=config.noise_model,
+                          reference_max_age_s=config.impedance_reference_max_age_s),
         ComplianceRule(config.compliance_V, config.compliance_fraction),
-        ImpedanceLowRule(config.impedance_low_kohm, config.impedance_min_current_mA),
+        ImpedanceLowRule(config.impedance_low_kohm, config.impedance_min_current_mA,
+                         noise=config.noise_model),
         ImpedanceDropRule(config.impedance_drop_fraction, config.impedance_drop_window_s,
-                          config.impedance_min_current_mA),
+                          config.impedance_min_current_mA, noise=config.noise_model,
+                          reference_max_age_s=config.impedance_reference_max_age_s),
         RegulationRule(config.regulation_fraction, config.regulation_floor_mA,
                        config.regulation_duration_s),
-        DoseCapRule(config.dose_cap_mA_min),
+        DoseCapRule(config.dose_cap_mA_min, config.measurement_tolerance),
         NearComplianceWarning(config.compliance_V, config.voltage_warn_fraction,
                               config.voltage_rearm_fraction),
     ]

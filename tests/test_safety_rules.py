@@ -209,13 +209,48 @@ def test_impedance_drop_forgets_maxima_older_than_the_window() -> None:
     assert feed(ImpedanceDropRule(window_s=3.0), samples)[-1] is not None
 
 
-def test_impedance_drop_ignores_low_current_and_contact_check_samples() -> None:
-    low = steady(50.0, 8.0, 10.0, setpoint=0.05)          # ramp-start noise at 0.05 mA
-    probe = steady(50.0, 8.0, 10.0, phase="contact-check", setpoint=0.2)
+def test_impedance_drop_judges_from_0_05_mA_with_the_contact_check_as_baseline() -> None:
+    """Issue 9: a hot spot at the smallest allowed current, or right at the ramp start, trips."""
+    low = steady(50.0, 8.0, 10.0, setpoint=0.05)          # the smallest target current
+    probe = steady(50.0, 8.0, 10.0, phase="contact-check", setpoint=0.05)  # the baseline
     for history in (low, probe):
-        assert feed(ImpedanceDropRule(), [*history, sample(10.2, r_kohm=5.0)])[-1] is None
+        assert_says(feed(ImpedanceDropRule(), [*history, sample(10.2, r_kohm=5.0)])[-1],
+                    "impedance-drop", "10 %")
+        assert feed(ImpedanceDropRule(), [*history, sample(10.2, r_kohm=45.0)])[-1] is None
+
+
+def test_impedance_drop_ignores_readings_the_noise_model_cannot_judge() -> None:
+    # 20 nA through 5 kΩ is 0.1 mV: V/I is noise (1 mV, 10 nA): never a reference, never judged
+    noise = steady(50.0, 8.0, 10.0, setpoint=2e-5)
+    assert feed(ImpedanceDropRule(), [*noise, sample(10.2, r_kohm=5.0)])[-1] is None
     assert feed(ImpedanceDropRule(), [*steady(5.0, 8.0, 10.0),
-                                      sample(10.2, setpoint=0.09, r_kohm=1.0)])[-1] is None
+                                      sample(10.2, setpoint=2e-5, r_kohm=1.0)])[-1] is None
+
+
+def test_impedance_drop_keeps_a_recent_reference_across_unjudgeable_samples() -> None:
+    """A slow ramp starts below the noise floor: the contact check stays the reference for
+    IMPEDANCE_REFERENCE_MAX_AGE, so a hot spot during that gap trips once V/I is judgeable."""
+    check = steady(15.0, 0.0, 2.0, phase="contact-check", setpoint=0.05)
+    gap = [sample(2.0 + 0.2 * k, phase="ramp-up", setpoint=1e-5 * k, r_kohm=3.0)
+           for k in range(1, 60)]                          # 12 s below the noise floor
+    judged = sample(14.2, phase="ramp-up", setpoint=0.01, r_kohm=3.0)
+    assert feed(ImpedanceDropRule(), [*check, *gap, judged])[-1] is not None
+    late = sample(40.0, phase="ramp-up", setpoint=0.01, r_kohm=3.0)  # 38 s after: too old
+    assert feed(ImpedanceDropRule(), [*check, late])[-1] is None
+
+
+def test_the_noise_model_makes_every_impedance_rule_valid_at_0_05_mA() -> None:
+    from ionto_instruments import limits as L
+    from ionto_instruments.procedures.safety import NoiseModel
+
+    noise = NoiseModel()
+    # Down to the contact check's plausible minimum (0.5 kΩ), 0.05 mA is judgeable...
+    assert noise.min_current_mA(L.CONTACT_MIN.value) <= L.TARGET_CURRENT.minimum
+    assert noise.judgeable_at(L.IMPEDANCE_LOW.value, L.TARGET_CURRENT.minimum)
+    # ...and the 40 % drop is at least 8 sigma there, so noise cannot trip it.
+    z = L.CONTACT_MIN.value
+    sigma = noise.error_kohm(z, L.TARGET_CURRENT.minimum) / z
+    assert (1 - L.IMPEDANCE_DROP_FRACTION.value) / sigma >= 8
 
 
 # -- regulation ------------------------------------------------------------------------------
@@ -264,12 +299,23 @@ def test_regulation_reset_forgets_the_streak() -> None:
 # -- dose-cap --------------------------------------------------------------------------------
 
 
-def test_dose_cap() -> None:
+def test_dose_cap_allows_the_measurement_tolerance_and_trips_above_it() -> None:
+    rule = DoseCapRule(80.0)                      # + 2 % measurement tolerance: 81.6
+    for dose in (80.0, 80.01, 81.6):              # a plan at the cap, measured a hair above
+        assert rule.check(sample(dose=dose), History(4)) is None
+    verdict = rule.check(sample(dose=81.61), History(4))
+    assert_says(verdict, "dose-cap", "81.61 mA·min delivered", "cap of 80 mA·min", "81.6")
+    assert DoseCapRule(40.0).check(sample(dose=40.9), History(4)) is not None
+
+
+def test_a_dose_cap_message_never_shows_the_dose_equal_to_its_limit() -> None:
     rule = DoseCapRule(80.0)
-    assert rule.check(sample(dose=80.0), History(4)) is None
-    verdict = rule.check(sample(dose=80.01), History(4))
-    assert_says(verdict, "dose-cap", "80.01 mA·min", "80 mA·min")
-    assert DoseCapRule(40.0).check(sample(dose=40.5), History(4)) is not None
+    for dose in (81.60000001, 81.6000000001, 81.61, 95.0):
+        verdict = rule.check(sample(dose=dose), History(4))
+        assert verdict is not None
+        delivered = float(verdict.message.split(": ", 1)[1].split(" mA")[0])
+        limit = float(verdict.message.split("(limit ", 1)[1].split(" mA")[0])
+        assert delivered > limit, verdict.message
 
 
 # -- near-compliance warning -----------------------------------------------------------------

@@ -79,6 +79,7 @@ class SimSourceMeterLibrary(SimVisaLibrary):
         self._device = self.devices[self.devices.list_resources()[0]]
         self._lock = threading.Lock()
         self._opened_at: dict[int, float] = {}
+        self._cut: set[int] | None = None
         self._pending = b""
         self._ready_at = 0.0
         self._clears = 0  # device clears so far: a read waiting across one is aborted
@@ -112,8 +113,13 @@ class SimSourceMeterLibrary(SimVisaLibrary):
 
     def _lost(self, session: Any, model: SourceMeterModel) -> bool:
         if model.scenario.wire_fault(model.run_time()) is not Fault.DISCONNECT:
+            self._cut = None
             return False
-        return self._opened_at.get(session, 0.0) < model.scenario.onset_s
+        if self._cut is None:
+            # The sessions open when the fault began are lost; later ones work. (Comparing
+            # open times with the onset missed `disconnect@0`: *RST restarts the axis.)
+            self._cut = set(self._opened_at)
+        return session in self._cut
 
     def write(self, session: VISASession, data: bytes) -> tuple[int, constants.StatusCode]:
         """Execute one program message (one write is one message: EOI ends it)."""
