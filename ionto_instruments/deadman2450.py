@@ -180,7 +180,12 @@ class Keithley2450DeadManSource(Keithley2450CurrentSource):
             self.write("*TRG")
 
     def read(self) -> Reading:
-        """The newest reading of the running model (:FETC?), else a :READ? as usual."""
+        """The newest reading of the running model (:FETC?), else a :READ? as usual.
+
+        After a setpoint change it waits (at most two sample intervals) for a reading taken
+        after the change: a buffer reading from before it would be compared with the new
+        setpoint and look like a collapsed current.
+        """
         if not self.dead_man_running:
             return super().read()
         with self.io_lock:

@@ -18,10 +18,16 @@ from pathlib import Path
 
 URL_VAR = "IONTO_TEST_POSTGRES_URL"
 DIR_VAR = "IONTO_TEST_POSTGRES_DIR"
+BINDIR_VAR = "IONTO_TEST_POSTGRES_BINDIR"
 
 
 def find_bindir() -> Path | None:
-    """The directory holding initdb and pg_ctl (PATH first, then Debian's layout)."""
+    """The directory holding initdb and pg_ctl ($IONTO_TEST_POSTGRES_BINDIR if set, else PATH,
+    then Debian's layout)."""
+    forced = os.environ.get(BINDIR_VAR)
+    if forced is not None:
+        found = Path(forced)
+        return found if (found / "initdb").exists() and (found / "pg_ctl").exists() else None
     initdb = shutil.which("initdb")
     if initdb and shutil.which("pg_ctl"):
         return Path(os.path.realpath(initdb)).parent
