@@ -2,7 +2,8 @@
 
 Exit codes of `ionto run` (a contract, see EXIT_CODES): 0 completed; 2 invalid input (nothing
 was energized); 3 a burn-risk rule tripped or the contact check refused; 4 instrument fault;
-5 stopped by the operator (Ctrl-C, SIGTERM); 1 internal error (the output is still switched off).
+5 stopped by the operator (Ctrl-C, Ctrl-Z, any terminating signal); 1 internal error (the output
+is still switched off); 130 Ctrl-C outside a run (nothing energized).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ EXIT_INVALID = 2
 EXIT_SAFETY = 3
 EXIT_INSTRUMENT = 4
 EXIT_STOPPED = 5
+EXIT_INTERRUPTED = 130
 
 #: Exit code -> meaning, for the help text and the README.
 EXIT_CODES: dict[int, str] = {
@@ -64,7 +66,10 @@ EXIT_CODES: dict[int, str] = {
     EXIT_SAFETY: "a burn-risk safety rule tripped, or the contact check refused",
     EXIT_INSTRUMENT: "instrument fault (including a wrong, missing or busy instrument), or a "
                      "storage fault (the results could not be written)",
-    EXIT_STOPPED: "stopped by the operator (Ctrl-C, or emergency stop by signal)",
+    EXIT_STOPPED: "stopped by the operator: Ctrl-C (ramp down), or an emergency stop (Ctrl-C "
+                  "twice, Ctrl-Z, SIGTERM, SIGHUP, SIGQUIT or any other terminating signal)",
+    EXIT_INTERRUPTED: "Ctrl-C outside a run (before the instrument was opened: nothing was "
+                      "energized)",
 }
 
 DEFAULT_OUTPUT = "runs"
@@ -170,8 +175,10 @@ Without --resource the run uses the simulated SourceMeter (scenario "normal") in
 file (TOML: [protocol] [subject] [instrument]; see examples/*.toml). Results go to
 DIR/ionto_<date>_<time>.csv with the JSON summary beside it.
 
-Ctrl-C once: stop (ramp down over the ramp-down time, then off). Ctrl-C twice or SIGTERM:
-emergency stop (output off at once). The files are complete either way.
+Ctrl-C once: stop (ramp down over the ramp-down time, then off). Ctrl-C twice, SIGTERM,
+SIGHUP, SIGQUIT (Ctrl-\\) or any other terminating signal: emergency stop (output off at
+once). Ctrl-Z: emergency stop, then the process suspends. The files are complete either way.
+Bad inputs and how each is refused: docs/bad-inputs.md.
 
 exit codes:
 {_exit_code_text()}
@@ -294,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INSTRUMENT
     except KeyboardInterrupt:
         _error(prog, "interrupted")
-        return 130
+        return EXIT_INTERRUPTED
     except Exception as exc:
         _error(prog, f"internal error: {type(exc).__name__}: {exc}")
         return EXIT_INTERNAL
