@@ -45,6 +45,8 @@ SIZES = (2_000, 18_000, 180_000)
 #: Rows appended per tick: a 60x demo (0.2 s samples -> 300 rows/s) polled at 10 Hz.
 ROWS_PER_TICK = 30
 TICKS = 40
+#: E-stops per dialog condition (each one a run started and stopped mid-hold at 60x).
+ESTOP_REPEATS = 5
 #: A 30-minute run at the default 0.2 s sample interval.
 RUN_ROWS = 9_000
 CURVE_COLUMNS = (CURRENT, SETPOINT, VOLTAGE, IMPEDANCE, DOSE)
@@ -216,10 +218,85 @@ def memory_growth(directory: Path) -> tuple[float, float, float]:
     return (after - before) / 2**20, (peak - before) / 2**20, rss_after - rss_before
 
 
+def _until(condition, timeout_s: float = 30.0) -> None:
+    app = _app()
+    deadline = time.perf_counter() + timeout_s
+    while not condition() and time.perf_counter() < deadline:
+        app.processEvents()
+        time.sleep(0.002)
+
+
+def estop_latency_ms(directory: Path, repeats: int = ESTOP_REPEATS) -> dict[str, list[float]]:
+    """E-stop click -> OUTPUT 0 at the (simulated) instrument, mid-hold, per open dialog.
+
+    The click is a real mouse press: on the button, or where the button is when a popup
+    menu has the mouse grab (the press goes to the menu, as on a desktop). OUTPUT 0 is seen
+    when the simulator's output state turns off.
+    """
+    from pyqtgraph.Qt import QtCore, QtTest
+
+    from ionto_instruments.gui.window import FrontPanelWindow
+
+    app = _app()
+    window = FrontPanelWindow(scenario="normal", speed=60.0, directory=directory / "estop")
+    window.resize(1280, 770)
+    window.show()
+
+    def on_button(popup: object) -> None:
+        QtTest.QTest.mouseClick(window.estop_button, QtCore.Qt.MouseButton.LeftButton)
+
+    def over_popup(popup: QtWidgets.QWidget) -> None:
+        centre = window.estop_button.mapToGlobal(window.estop_button.rect().center())
+        QtTest.QTest.mousePress(popup, QtCore.Qt.MouseButton.LeftButton,
+                                QtCore.Qt.KeyboardModifier.NoModifier, popup.mapFromGlobal(centre))
+
+    def menu() -> QtWidgets.QWidget:
+        window.file_menu.popup(window.mapToGlobal(QtCore.QPoint(10, 10)))
+        _until(lambda: QtWidgets.QApplication.activePopupWidget() is not None)
+        return QtWidgets.QApplication.activePopupWidget()
+
+    conditions = {
+        "no dialog": (lambda: None, on_button),
+        "Open results dialog open": (window.open_results_dialog, on_button),
+        "close question shown": (lambda: window.close() or window.close_confirm, on_button),
+        "File menu open": (menu, over_popup),
+    }
+    latencies: dict[str, list[float]] = {name: [] for name in conditions}
+    for name, (setup, click) in conditions.items():
+        for _ in range(repeats):
+            experiment = window.queue()
+            procedure = experiment.procedure
+            _until(lambda procedure=procedure: procedure.live.phase == "hold")
+            popup = setup()
+            app.processEvents()
+            model = procedure.simulator.model
+            start = time.perf_counter()
+            click(popup)
+            while model.output_enabled:
+                app.processEvents()
+            latencies[name].append(time.perf_counter() - start)
+            if QtWidgets.QApplication.activePopupWidget() is not None:
+                QtWidgets.QApplication.activePopupWidget().close()
+            if window.results_dialog is not None:
+                window.results_dialog.close()
+            window.close_confirm.hide()
+            window._close_pending = False
+            window.wait_idle(30)
+            window.acknowledge_trip()
+    window.close()
+    app.processEvents()
+    return latencies
+
+
 def run() -> list[tuple[str, float, str]]:
     """Measure and return rows of (name, value, unit)."""
     _app()
     rows: list[tuple[str, float, str]] = []
+    with tempfile.TemporaryDirectory(prefix="bench_gui_estop_") as tmp:
+        for name, samples in estop_latency_ms(Path(tmp)).items():
+            rows += [(f"E-stop click -> OUTPUT 0, {name}: median", _median_ms(samples), "ms"),
+                     (f"E-stop click -> OUTPUT 0, {name}: max of {len(samples)}",
+                      max(samples) * 1e3, "ms")]
     with tempfile.TemporaryDirectory(prefix="bench_gui_") as tmp:
         directory = Path(tmp)
         grown, peak, rss = memory_growth(directory)  # first, before the big files

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 from pyqtgraph.Qt import QtCore, QtWidgets
 
-from .indicators import _font
+from .indicators import _font, display_text
 
 #: The instruction shown when the output could not be read back as off.
 NOT_CONFIRMED_OFF = ("OUTPUT NOT CONFIRMED OFF \u2014 switch the SourceMeter off at its OUTPUT "
                      "key and disconnect the patient leads")
+
+
+#: A compact alert's sentence is cut to about this many characters (two lines at 1280 px).
+COMPACT_CHARS = 150
 
 
 class AlertBanner(QtWidgets.QFrame):
@@ -88,10 +92,18 @@ class TripAlert(AlertBanner):
             " font-size: 12pt; border-radius: 6px; padding: 4px 14px; }")
         self.button.clicked.connect(self._acknowledge)
 
-    def raise_alert(self, sentence: str, title: str) -> None:
-        """Show the alert with a title and the rule's sentence (replacing any earlier one)."""
+    def raise_alert(self, sentence: str, title: str, compact: bool = False) -> None:
+        """Show the alert with a title and the rule's sentence (replacing any earlier one).
+
+        `compact` shortens a long sentence to about two lines (the whole one is the tooltip),
+        when a louder alert above needs the room.
+        """
+        text = display_text(sentence)
         self.title.setText(title)
-        self.message.setText(sentence)
+        self.message.setToolTip(text)
+        if compact and len(text) > COMPACT_CHARS:
+            text = text[:COMPACT_CHARS].rsplit(" ", 1)[0] + " \u2026"
+        self.message.setText(text)
         self.show()
 
     def _acknowledge(self) -> None:
@@ -110,7 +122,7 @@ class OutputAlert(AlertBanner):
                          " QLabel { color: #ffd43b; }"
                          " QLabel#outputAlertTitle { color: #ff4040; }",
                          icon="\u26a1", parent=parent)
-        self.title.setFont(_font(16))
+        self.title.setFont(_font(14))
         self.title.setText(NOT_CONFIRMED_OFF)
         self.button = self.add_button(
             "Output is off at the\ninstrument \u2014 Acknowledge", "acknowledgeOutput",
@@ -120,7 +132,7 @@ class OutputAlert(AlertBanner):
 
     def raise_alert(self, detail: str) -> None:
         """Show the instruction, with what happened below it."""
-        self.message.setText(detail)
+        self.message.setText(display_text(detail))
         self.show()
 
     def _acknowledge(self) -> None:
@@ -134,7 +146,7 @@ class NoticeBanner(AlertBanner):
     def __init__(self, object_name: str, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(object_name, f"QFrame#{object_name} {{ background-color: #e67700;"
                          " border-radius: 6px; } QLabel { color: #111; }",
-                         icon="\u24d8", parent=parent)
+                         icon="!", parent=parent)
         self.icon.setFont(_font(16))
         self.title.hide()
         button = self.add_button("Dismiss", f"{object_name}Dismiss",
@@ -144,7 +156,7 @@ class NoticeBanner(AlertBanner):
 
     def show_message(self, text: str) -> None:
         """Show the notice."""
-        self.message.setText(text)
+        self.message.setText(display_text(text))
         self.show()
 
 

@@ -19,7 +19,9 @@ import pyqtgraph as pg
 from pymeasure.display.widgets.tab_widget import TabWidget
 from pyqtgraph.Qt import QtCore, QtGui, QtWidgets
 
+from ionto_instruments.procedures.contracts import EventKind
 from ionto_instruments.procedures.drugs import get_drug
+from ionto_instruments.procedures.events import RunEvent, load_events
 from ionto_instruments.procedures.iontophoresis import CONTACT_CHECK_MA, CONTACT_CHECK_S
 from ionto_instruments.procedures.plan import DOSE_CAP_MA_MIN
 from ionto_instruments.procedures.safety import SafetyConfig
@@ -29,7 +31,6 @@ from .chunked_curve import ChunkedCurve, add_item, remove_item
 from .results_tail import (
     CURRENT,
     DOSE,
-    EVENT,
     IMPEDANCE,
     PHASE,
     SETPOINT,
@@ -48,6 +49,19 @@ NEAR_ZERO_MA = 0.8 * CONTACT_CHECK_MA
 OPEN_KOHM = float(SafetyConfig.__dataclass_fields__["impedance_high_kohm"].default)
 #: Impedances above this are charted at this value: an open circuit never rescales the axis.
 CHART_MAX_KOHM = 2 * OPEN_KOHM
+
+#: How each kind of event is marked on the charts: colour and label (others are not drawn).
+EVENT_MARKS: dict[EventKind, tuple[str, str]] = {
+    EventKind.TRIP: (theme.LIMIT, "TRIP"),
+    EventKind.WARNING: (theme.SAFETY_COLORS["warning"], "warning"),
+    EventKind.STOP: (theme.PHASE_COLORS["ramp-down"], "stop"),
+    EventKind.PAUSE: (theme.SAFETY_COLORS["paused"], "pause"),
+    EventKind.RESUME: (theme.SAFETY_COLORS["paused"], "resume"),
+}
+
+#: Where each kind's label sits on its line (fraction of the height): no two overlap.
+EVENT_LABEL_HEIGHT = {EventKind.TRIP: 0.92, EventKind.WARNING: 0.72, EventKind.STOP: 0.52,
+                      EventKind.PAUSE: 0.92, EventKind.RESUME: 0.72}
 
 #: Event lines drawn per run at most (warnings may repeat every sample).
 MAX_EVENT_LINES = 24
@@ -97,6 +111,10 @@ class RunCurves:
         self.planned_span = math.nan
         self._event_lines = 0
         self._last_warning = ""
+        self._events_seen = 0
+        self._events_loaded = False
+        #: The event lines drawn: (kind, minute).
+        self.event_marks: list[tuple[EventKind, float]] = []
         self._add_limits()
         self.set_focus(True)
 
@@ -121,8 +139,7 @@ class RunCurves:
                 curve.append(x, numbers[column] * scale if scale != 1.0 else numbers[column])
         if PHASE in block.text:
             self._update_phases(x, block.text[PHASE])
-        if EVENT in block.text:
-            self._mark_events(x, block.text[EVENT])
+        self._mark_events(self._new_events())
         pixels_per_unit = self.wdg.pixels_per_unit()
         for curve in self.curves:
             curve.set_density(pixels_per_unit)
@@ -248,29 +265,47 @@ class RunCurves:
         return [(phase, start, items[0].getRegion()[1])
                 for phase, start, items in self._phase_regions]
 
-    def _mark_events(self, x: np.ndarray, events: list[str]) -> None:
-        for xi, event in zip(x.tolist(), events, strict=False):
-            if not event or self._event_lines >= MAX_EVENT_LINES:
+    def _new_events(self) -> list[RunEvent]:
+        """Events not drawn yet, with their kind as data.
+
+        A live run: from the running procedure's `events`. A file: from its summary (or, for
+        an old or cut-short file, from its Event column), once, after its rows are read.
+        """
+        procedure = getattr(self.results, "procedure", None)
+        if procedure is not None and getattr(procedure, "results_file", None):
+            events = list(procedure.events)
+        elif not self._events_loaded:
+            self._events_loaded = True
+            events = load_events(self.results.data_filename)
+        else:
+            return []
+        fresh = events[self._events_seen:]
+        self._events_seen = len(events)
+        return fresh
+
+    def _mark_events(self, events: list[RunEvent]) -> None:
+        for event in events:
+            if self._event_lines >= MAX_EVENT_LINES or not math.isfinite(event.t):
                 continue
-            if "TRIP:" in event:
-                color, text = theme.LIMIT, "TRIP"
-            elif "WARNING:" in event:
-                if event == self._last_warning:
+            style = EVENT_MARKS.get(event.kind)
+            if style is None:
+                continue
+            if event.kind == EventKind.WARNING:
+                if event.message == self._last_warning:
                     continue
-                self._last_warning = event
-                color, text = theme.SAFETY_COLORS["warning"], "warning"
-            else:
-                continue
-            if not math.isfinite(xi):
-                continue
+                self._last_warning = event.message
+            color, text = style
+            x = event.t / 60.0
+            height = EVENT_LABEL_HEIGHT.get(event.kind, 0.9)
             self._event_lines += 1
             for k, plot in enumerate(self.wdg.plots):
-                line = pg.InfiniteLine(pos=xi, angle=90, movable=False,
+                line = pg.InfiniteLine(pos=x, angle=90, movable=False,
                                        pen=pg.mkPen(color, width=2),
                                        label=text if k == 0 else None,
-                                       labelOpts={"position": 0.9, "color": color})
-                line.setToolTip(event)
+                                       labelOpts={"position": height, "color": color})
+                line.setToolTip(event.cell_text())
                 self._add_decor(plot, line)
+            self.event_marks.append((event.kind, x))
 
     # ---------------------------------------------------------------- appearance
 

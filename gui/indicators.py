@@ -35,6 +35,11 @@ def format_number(value: float | None, decimals: int, signed: bool = False,
     return text
 
 
+def display_text(text: str) -> str:
+    """A sentence from a file or the procedure, as the panel writes units ("mA·min")."""
+    return text.replace("mA*min", "mA\u00b7min").replace("kOhm", "k\u03a9")
+
+
 def format_duration(seconds: float | None) -> str:
     """Format seconds as mm:ss (minutes keep counting past 59); '--:--' when unknown."""
     if seconds is None or not math.isfinite(seconds):
@@ -151,8 +156,8 @@ class PhaseIndicator(QtWidgets.QLabel):
         self.setObjectName("phaseIndicator")
         self._color = ""
         self.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
-        self.setFont(_font(16))
-        self.setMinimumWidth(140)
+        self.setFont(_font(14))
+        self.setMinimumWidth(120)
         self.set_phase("idle")
 
     def set_phase(self, phase: str, text: str | None = None) -> None:
@@ -180,10 +185,11 @@ class SafetyLight(QtWidgets.QFrame):
     full text is in the tooltip (and, after a trip, in the alert above the panel).
     """
 
-    STATES = ("idle", "ok", "warning", "tripped", "paused", "unconfirmed", "past")
+    STATES = ("idle", "ok", "warning", "tripped", "paused", "unconfirmed", "past", "refused")
     CAPTIONS = {"idle": "IDLE", "ok": "RUNNING NORMALLY", "warning": "WARNING",
                 "tripped": "TRIPPED", "paused": "PAUSED \u2014 OUTPUT OFF",
-                "unconfirmed": "OUTPUT NOT CONFIRMED OFF", "past": "PAST RUN"}
+                "unconfirmed": "OUTPUT NOT CONFIRMED OFF", "past": "PAST RUN",
+                "refused": "RUN REFUSED"}
     SENTENCE_LINES = 2
 
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
@@ -194,7 +200,9 @@ class SafetyLight(QtWidgets.QFrame):
         self.lamp = _Lamp(self)
         self.caption = QtWidgets.QLabel(self)
         self.caption.setObjectName("safetyState")
-        self.caption.setFont(_font(14))
+        self.caption.setFont(_font(13))
+        self.caption.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored,
+                                   QtWidgets.QSizePolicy.Policy.Preferred)
         self.sentence = QtWidgets.QLabel(self)
         self.sentence.setObjectName("safetySentence")
         self.sentence.setWordWrap(True)
@@ -226,6 +234,7 @@ class SafetyLight(QtWidgets.QFrame):
         self.lamp.set_color(color)
         self.caption.setText(caption or self.CAPTIONS[state])
         self.caption.setStyleSheet(f"color: {color};")
+        sentence = display_text(sentence)
         if sentence != self._full_sentence:
             self._full_sentence = sentence
             self.sentence.setToolTip(sentence)
@@ -301,7 +310,7 @@ class EmergencyStopButton(QtWidgets.QPushButton):
         super().__init__("EMERGENCY\nSTOP\n[ Esc ]", parent)
         self.setObjectName("emergencyStop")
         self.setToolTip("Switch the output off at once (no ramp). Shortcut: Esc")
-        self.setMinimumSize(150, 110)
+        self.setMinimumSize(160, 110)
         self.setSizePolicy(QtWidgets.QSizePolicy.Policy.Fixed,
                            QtWidgets.QSizePolicy.Policy.Expanding)
         self.setFocusPolicy(QtCore.Qt.FocusPolicy.NoFocus)

@@ -22,7 +22,8 @@ TARGET = "#a9e34b"
 
 #: Safety light colours.
 SAFETY_COLORS = {"ok": "#2fbf4a", "warning": "#ffb020", "tripped": "#e03131", "idle": "#4a525c",
-                 "paused": "#4dabf7", "unconfirmed": "#ff2d2d", "past": "#868e96"}
+                 "paused": "#4dabf7", "unconfirmed": "#ff2d2d", "past": "#868e96",
+                 "refused": "#e67700"}
 #: Words shown on the big displays instead of a stale number.
 OFF_TEXT = "OFF"
 #: Colour of a display that shows a word (OFF, OPEN) instead of a live number.

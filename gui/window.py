@@ -122,7 +122,7 @@ def treatment_text(procedure: Any, prefix: str = "TREATMENT") -> str:
         sign = "+" if drug.polarity > 0 else "\u2212"
         color = "#ff8787" if drug.polarity > 0 else "#74c0fc"
         terminal = "HI (red)" if drug.polarity > 0 else "LO (black)"
-        drug_text = (f"<b>{drug.name}</b> (<b style='color:{color}'>{sign}</b>) "
+        drug_text = (f"<b>{drug.key}</b> (<b style='color:{color}'>{sign}</b>) "
                      f"on <b>{terminal}</b>")
         target = f"{drug.polarity * float(procedure.target_current):+.3f} mA"
     except (ValueError, TypeError, AttributeError):
@@ -135,7 +135,7 @@ def treatment_text(procedure: Any, prefix: str = "TREATMENT") -> str:
     subject = str(getattr(procedure, "subject_kind", "?"))
     subject_id = str(getattr(procedure, "subject_id", "") or "")
     return (f"<span style='color:{theme.TEXT_DIM}'>{prefix}</span> {drug_text} \u00b7 "
-            f"target <b>{target}</b> \u00b7 {length} \u00b7 subject <b>{subject}</b>"
+            f"<b>{target}</b> \u00b7 {length} \u00b7 <b>{subject}</b>"
             + (f" <b>{subject_id}</b>" if subject_id else ""))
 
 
@@ -153,8 +153,7 @@ def describe_summary(summary: dict[str, Any] | None) -> str:
         dose = f"{delivered} mA\u00b7min"
     off = ("output off \u2714" if summary.get("output_off_confirmed")
            else f"<b style='color:{theme.LIMIT}'>OUTPUT NOT CONFIRMED OFF</b>")
-    word, _, rule_part = outcome_label(summary, flag_output=False).partition(" (")
-    label = word.upper() + (f" ({rule_part}" if rule_part else "")
+    label = outcome_label(summary, flag_output=False).partition(" (")[0].upper()
     return (f"<b style='color:{color}'>{label}</b>"
             + f"<br>{dose} \u00b7 {format_duration(summary.get('duration_s'))} \u00b7 {off}")
 
@@ -190,6 +189,10 @@ def output_state(procedure: Any, running: bool) -> str:
     if guard is not None and not guard.may_be_on:
         return "off"
     return "switching-off" if tripped else "on"
+
+
+def _refused_before_energizing(summary: dict[str, Any] | None) -> bool:
+    return bool(summary) and summary.get("rule") == PRE_FLIGHT
 
 
 class GuardedManager(Manager):
@@ -366,7 +369,8 @@ class FrontPanelWindow(ManagedWindowBase):
                                          QtWidgets.QSizePolicy.Policy.Preferred)
         self.summary_label.setStyleSheet(
             f"QLabel#runSummary {{ background-color: {theme.DISPLAY_BACKGROUND};"
-            f" border: 1px solid {theme.PANEL_EDGE}; border-radius: 6px; padding: 4px; }}")
+            f" border: 1px solid {theme.PANEL_EDGE}; border-radius: 6px; padding: 3px;"
+            f" font-size: 9pt; }}")
         self.summary_label.setText("<b>RUN SUMMARY</b><br>No finished run shown yet.")
         self.summary_label.setAlignment(QtCore.Qt.AlignmentFlag.AlignLeft
                                         | QtCore.Qt.AlignmentFlag.AlignTop)
@@ -380,7 +384,8 @@ class FrontPanelWindow(ManagedWindowBase):
                                            QtWidgets.QSizePolicy.Policy.Preferred)
         self.treatment_label.setStyleSheet(
             f"QLabel#treatmentInfo {{ background-color: {theme.DISPLAY_BACKGROUND};"
-            f" border: 1px solid {theme.PANEL_EDGE}; border-radius: 6px; padding: 3px 6px; }}")
+            f" border: 1px solid {theme.PANEL_EDGE}; border-radius: 6px; padding: 3px 6px;"
+            f" font-size: 9pt; }}")
         self.drug_info = QtWidgets.QLabel(self)
         self.drug_info.setObjectName("drugInfo")
         self.drug_info.setWordWrap(True)
@@ -798,7 +803,7 @@ class FrontPanelWindow(ManagedWindowBase):
             QtCore.QTimer.singleShot(0, self.close)
 
     def _show_summary(self, title: str, filename: str, summary: dict[str, Any] | None) -> None:
-        self.summary_label.setText(f"<b>{title}</b><br>{describe_summary(summary)}")
+        self.summary_label.setText(f"<b>{title}</b> \u00b7 {describe_summary(summary)}")
         reason = (summary or {}).get("reason") or ""
         self.summary_label.setToolTip(f"{filename}\n{reason}")
 
@@ -832,7 +837,7 @@ class FrontPanelWindow(ManagedWindowBase):
         self._tripped_procedure = procedure
         self._trip_sentence = sentence
         self._trip_caption = title.split(" \u2014 ")[0]
-        self.trip_alert.raise_alert(sentence, title)
+        self.trip_alert.raise_alert(sentence, title, compact=self.output_alert.is_active())
         self.cancel_queued()
         summary = getattr(procedure, "summary", None) or {}
         estop = self._estopped_procedure is procedure or summary.get("rule") == ESTOP_RULE
@@ -844,9 +849,13 @@ class FrontPanelWindow(ManagedWindowBase):
         if self._unconfirmed_procedure is procedure:
             return
         self._unconfirmed_procedure = procedure
-        reason = (summary or {}).get("reason") or "The run ended without a summary."
-        self.output_alert.raise_alert(f"The software could not read the output back as off. "
-                                      f"What happened: {reason}")
+        what = self._trip_title(procedure).split(" \u2014 ")[0].lower() if summary else \
+            "the run ended without a summary"
+        self.output_alert.raise_alert(f"The software could not read the output back as off "
+                                      f"({what}). The SourceMeter may still be sourcing.")
+        if self.trip_alert.is_active():  # room for the charts: the trip's sentence shortened
+            self.trip_alert.raise_alert(self._trip_sentence or "", self.trip_alert.title_text(),
+                                        compact=True)
         self.alarm.start("output not confirmed off")
         log.critical(NOT_CONFIRMED_OFF)
 
@@ -909,7 +918,7 @@ class FrontPanelWindow(ManagedWindowBase):
             self._show_impedance(live)
         elif state == "unconfirmed":
             for display in (self.current_display, self.voltage_display):
-                display.set_text("?", theme.LIMIT, unit="NOT CONFIRMED OFF")
+                display.set_text("?", theme.LIMIT, unit="not confirmed off")
             self.impedance_display.set_text("---", theme.WORD)
         else:
             word = "\u2026" if state == "switching-off" else theme.OFF_TEXT
@@ -920,8 +929,11 @@ class FrontPanelWindow(ManagedWindowBase):
         self.dose_display.set_value(live.dose_mA_min)
         self.elapsed_display.set_value(live.elapsed_s)
         self.remaining_display.set_value(live.remaining_s)
+        refused = _refused_before_energizing(getattr(self.shown_procedure, "summary", None))
         if state == "unconfirmed":
             self.phase_display.set_phase("off", "OUTPUT ?")
+        elif refused:
+            self.phase_display.set_phase("off", "REFUSED")
         elif state in ("off", "switching-off") and live.phase not in ("paused", "pre-flight"):
             self.phase_display.set_phase("off")
         else:
@@ -962,6 +974,8 @@ class FrontPanelWindow(ManagedWindowBase):
             self.safety_light.set_state("paused", live.last_event)
         elif running and live is not None:
             self.safety_light.set_state(live.safety, live.last_event)
+        elif _refused_before_energizing(getattr(self.shown_procedure, "summary", None)):
+            self.safety_light.set_state("refused", self._idle_sentence)
         elif self.past_summary is not None:
             outcome = outcome_label(self.past_summary).upper()
             self.safety_light.set_state("past", self._idle_sentence, f"PAST RUN: {outcome}")

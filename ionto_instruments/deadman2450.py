@@ -110,6 +110,7 @@ class Keithley2450DeadManSource(Keithley2450CurrentSource):
         super().__init__(*args, **kwargs)
         self.dead_man: DeadManPlan | None = None
         self.dead_man_running = False
+        self._stale_after: float | None = None  # REL time of the newest pre-setpoint reading
 
     def arm_dead_man(self, plan: DeadManPlan) -> None:
         """Use the dead-man for the next output-on (no I/O here)."""
@@ -160,12 +161,33 @@ class Keithley2450DeadManSource(Keithley2450CurrentSource):
         if self.dead_man_running:
             self.write("*TRG")
 
+    def set_current(self, amps: float) -> None:
+        """Set the current; while the model runs, note the newest reading taken before it."""
+        super().set_current(amps)
+        if self.dead_man_running:
+            with self.io_lock:
+                self._stale_after = parse_reading(self.ask(FETCH_COMMAND).strip()).time
+
     def read(self) -> Reading:
-        """The newest reading of the running model (:FETC?), else a :READ? as usual."""
+        """The newest reading of the running model (:FETC?), else a :READ? as usual.
+
+        After a setpoint change it waits (at most two sample intervals) for a reading taken
+        after the change: a buffer reading from before it would be compared with the new
+        setpoint and look like a collapsed current.
+        """
         if not self.dead_man_running:
             return super().read()
         with self.io_lock:
-            return parse_reading(self.ask(FETCH_COMMAND).strip())
+            reading = parse_reading(self.ask(FETCH_COMMAND).strip())
+            stale, plan = self._stale_after, self.dead_man
+            if stale is not None and plan is not None:
+                deadline = time.monotonic() + 2 * plan.sample_interval_s + 0.1
+                while reading.time <= stale and time.monotonic() < deadline:
+                    time.sleep(0.005)
+                    reading = parse_reading(self.ask(FETCH_COMMAND).strip())
+                if reading.time > stale:
+                    self._stale_after = None
+            return reading
 
     def output_off(self) -> None:
         """Stop the model, then OUTPUT OFF."""

@@ -55,7 +55,7 @@ def test_output_not_confirmed_off_is_the_loudest_state(qtbot, window):
     trip = window.trip_alert  # the trip alert must not claim the output is off
     assert "NOT CONFIRMED OFF" in trip.title_text() and "switched off" not in trip.title_text()
     for display in (window.current_display, window.voltage_display):
-        assert display.text() == "?" and display.unit_text() == "NOT CONFIRMED OFF"
+        assert display.text() == "?" and display.unit_text() == "not confirmed off"
     assert window.phase_display.text() == "OUTPUT ?"
     assert window.safety_light.state() == "unconfirmed"
     assert window.safety_light.caption.text() == "OUTPUT NOT CONFIRMED OFF"

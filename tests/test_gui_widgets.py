@@ -21,6 +21,7 @@ from ionto_instruments.gui.indicators import (
 )
 from ionto_instruments.gui.results_tail import ResultsTail
 from ionto_instruments.gui.window import describe_summary, drug_description
+from ionto_instruments.procedures.contracts import EventKind
 from ionto_instruments.procedures.results import DATA_COLUMNS, IontoResults
 from ionto_instruments.procedures.runner import make_procedure
 from ionto_instruments.procedures.screening import CONTRAINDICATIONS
@@ -119,7 +120,9 @@ def test_downsampled_chunks_keep_every_peak_and_the_newest_point(qtbot):
 
 
 def test_run_curves_draw_phases_limits_and_trip_marks(qtbot, results_file):
+    """An old file without a summary: the kind comes from the Event text (compatibility)."""
     results, procedure = results_file
+    procedure.results_file = None  # as Results.load gives it: not a live run
     charts = ChartsWidget()
     qtbot.addWidget(charts)
     curves = charts.new_curve(SimpleNamespace(data_filename=results.data_filename,
@@ -130,7 +133,7 @@ def test_run_curves_draw_phases_limits_and_trip_marks(qtbot, results_file):
     phases = curves.phases()
     assert [p for p, _, _ in phases] == ["ramp-up", "hold"]
     assert phases[0][2] == pytest.approx(phases[1][1])  # contiguous shading
-    assert curves._event_lines == 1
+    assert curves.event_marks == [(EventKind.TRIP, pytest.approx(4.0 / 60.0))]
     assert charts.focus is curves and curves.focused
     low, high = charts.dose_plot.getViewBox().viewRange()[0]
     assert high >= 30  # the time axis shows the planned 30-minute protocol
@@ -138,6 +141,24 @@ def test_run_curves_draw_phases_limits_and_trip_marks(qtbot, results_file):
     assert charts.focus is None and not curves.attached
     charts.load(curves)
     assert curves.attached and charts.focus is curves
+
+
+def test_live_run_events_are_drawn_from_their_kind_not_the_text(qtbot, results_file):
+    results, procedure = results_file
+    charts = ChartsWidget()
+    qtbot.addWidget(charts)
+    curves = charts.new_curve(results)
+    charts.load(curves)
+    _append(results, [_row(i, "TRIP: this text is not read") for i in range(5)])
+    procedure._event(0.4, EventKind.PAUSE, "Paused by the operator")
+    procedure._event(0.6, EventKind.WARNING, "Near compliance")
+    procedure._event(0.8, EventKind.WARNING, "Near compliance")  # a repeat is drawn once
+    assert curves.update_data() == 5
+    assert [kind for kind, _ in curves.event_marks] == [EventKind.PAUSE, EventKind.WARNING]
+    procedure._event(0.9, EventKind.TRIP, "Overcurrent")
+    _append(results, [_row(5)])
+    curves.update_data()
+    assert [kind for kind, _ in curves.event_marks][-1] == EventKind.TRIP
 
 
 def test_screening_dialog_ok_only_when_all_answered(qtbot):
@@ -199,5 +220,5 @@ def test_drug_and_summary_texts():
     text = describe_summary({"outcome": "aborted", "rule": "contact-lost",
                              "delivered_dose_mA_min": 1.5, "planned_dose_mA_min": 59.0,
                              "duration_s": 90.0, "output_off_confirmed": False})
-    assert "TRIPPED (contact-lost)" in text and "NOT CONFIRMED" in text
+    assert "TRIPPED" in text and "NOT CONFIRMED" in text
     assert "No summary" in describe_summary(None)
