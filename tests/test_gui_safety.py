@@ -375,3 +375,15 @@ def test_pause_and_resume_from_the_panel(qtbot, window):
     window.emergency_stop("end of test")
     wait_for_end(qtbot, window)
     assert [p["duration_s"] > 0 for p in procedure.summary["pauses"]] == [True]
+
+
+def test_a_long_safety_sentence_does_not_move_the_panel(qtbot, window):
+    window.resize(*FIT_SIZE)
+    QtWidgets.QApplication.processEvents()
+    light, charts = window.safety_light, window.charts.layout_widget
+    before = (light.height(), charts.mapTo(window, QtCore.QPoint(0, 0)).y())
+    light.set_state("warning", "Voltage near compliance: " + "the skin is drying out " * 12)
+    QtWidgets.QApplication.processEvents()
+    after = (light.height(), charts.mapTo(window, QtCore.QPoint(0, 0)).y())
+    assert after == before
+    assert light.sentence.text().endswith("\u2026") and "drying" in light.sentence.toolTip()
