@@ -650,6 +650,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_gui(args: argparse.Namespace) -> int:
     """`ionto gui`: open the front panel (loaded only now; Qt is heavy)."""
+    _not_empty(args, "sim", "--sim", "a scenario name, e.g. contact-loss@5 (or --sim alone)")
     if args.sim and args.resource:
         raise UsageError("--sim and --resource exclude each other", "instrument")
     if args.speed and args.resource:

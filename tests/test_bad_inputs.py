@@ -71,6 +71,11 @@ def test_each_documented_bad_input_exits_2_with_one_line(arguments, excerpt, pla
     assert not list((tmp_path / "out").glob("*.csv")) if (tmp_path / "out").exists() else True
 
 
+def test_the_gui_refuses_an_empty_scenario_before_loading_qt(capsys):
+    assert cli.main(["gui", "--sim", ""]) == 2
+    assert "--sim is empty" in capsys.readouterr().err
+
+
 def test_a_valid_protocol_file_with_a_utf8_bom_runs(tmp_path):
     protocol = tmp_path / "bom.toml"
     protocol.write_bytes(b"\xef\xbb\xbf[protocol]\ncurrent_mA = 1.0\nduration_min = 1\n")
