@@ -383,7 +383,8 @@ class CoursePanel(QtWidgets.QWidget):
                 self.course_id, check_who(self.operator_edit.text()),
                 settings={k: v for k, v in settings.items()
                           if isinstance(v, str | int | float | bool)},
-                screening=screening_all_no() if procedure.screening_confirmed else None,
+                screening=(getattr(procedure, "screening_answers", None)
+                           or (screening_all_no() if procedure.screening_confirmed else None)),
                 override_reason=self.reason_edit.text() or None)
         except (RecordValueError, NotFound) as exc:
             return f"Not recorded, not started: {exc}"

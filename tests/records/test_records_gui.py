@@ -3,6 +3,7 @@ history, the course chart, the before/after form, and runs recorded from the fro
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
@@ -113,33 +114,42 @@ def test_a_front_panel_run_is_recorded_and_a_too_soon_run_refused(qtbot, window,
 
     panel = window.course_panel
     panel.operator_edit.setText("nurse-a")
-    window.ask_screening = lambda procedure: screening_all_no()
+    answers = {**screening_all_no(), "pacemaker": True}
+    window.ask_screening = lambda procedure: answers  # a yes: refused, recorded with answers
     values = {"subject_kind": "human", "drug": "bupivacaine", "treatment_time": 1.0,
               "target_current": 1.0}
+    window.queue(procedure=make_procedure(values))
+    with Store(url) as store:
+        (session, outcome), = store.sessions(1)
+        assert outcome.outcome == "refused" and "pacemaker" in outcome.reason
+        assert json.loads(session.screening_json)["answers"] == answers
+    window.acknowledge_trip()
+    window.notice.hide()
+    answers["pacemaker"] = False
     wrong = window.queue(procedure=make_procedure({**values, "drug": "ketamine"}))
     assert wrong is None and "drug is bupivacaine" in window.notice.text()
     too_dense = make_procedure({**values, "target_current": 4.0, "electrode_area": 2.0})
     assert window.queue(procedure=too_dense) is None
     assert "Run refused before energizing" in window.notice.text()
-    assert (panel.history.item(0, 2).text(), panel.history.item(0, 3).text()) == (
+    assert (panel.history.item(1, 2).text(), panel.history.item(1, 3).text()) == (
         "refused", "pre-flight")
     assert panel.no_drive_label.isVisible()  # nothing delivered: still the first treatment
     experiment = window.queue(procedure=make_procedure(values))
     assert experiment is not None, window.notice.text()
     assert experiment.procedure.subject_id == "S001"
-    qtbot.waitUntil(lambda: panel.history.rowCount() == 2
-                    and panel.history.item(1, 2).text() == "completed", timeout=RUN_TIMEOUT_MS)
+    qtbot.waitUntil(lambda: panel.history.rowCount() == 3
+                    and panel.history.item(2, 2).text() == "completed", timeout=RUN_TIMEOUT_MS)
     assert panel.no_drive_label.isVisible()
     with Store(url) as store:
-        (_, refused), (session, outcome) = store.sessions(1)
+        _, (_, refused), (session, outcome) = store.sessions(1)
         assert refused.rule == "pre-flight" and not refused.output_was_on
         assert session.operator == "nurse-a" and outcome.results_csv_sha256
         assert store.verify().ok
     window.acknowledge_trip()
     assert window.queue(procedure=make_procedure(values)) is None
     assert "too-soon" in window.notice.text()
-    assert panel.history.item(2, 2).text() == "refused"
+    assert panel.history.item(3, 2).text() == "refused"
     panel.reason_edit.setText("patient leaves the country tomorrow")
     assert window.queue(procedure=make_procedure(values)) is not None
-    qtbot.waitUntil(lambda: panel.history.rowCount() == 4
-                    and panel.history.item(3, 2).text() == "completed", timeout=RUN_TIMEOUT_MS)
+    qtbot.waitUntil(lambda: panel.history.rowCount() == 5
+                    and panel.history.item(4, 2).text() == "completed", timeout=RUN_TIMEOUT_MS)
