@@ -24,6 +24,10 @@ TARGET = "#a9e34b"
 SAFETY_COLORS = {"ok": "#2fbf4a", "warning": "#ffb020", "tripped": "#e03131", "idle": "#4a525c",
                  "paused": "#4dabf7", "unconfirmed": "#ff2d2d", "past": "#868e96",
                  "refused": "#e67700"}
+#: Log tab colours per level (PyMeasure's defaults are for a white page).
+LOG_COLORS = {"DEBUG": "#9aa4af", "WARNING": "#ffb020", "ERROR": "#ff6b6b",
+              "CRITICAL": "#ff4040"}
+
 #: Words shown on the big displays instead of a stale number.
 OFF_TEXT = "OFF"
 #: Colour of a display that shows a word (OFF, OPEN) instead of a live number.

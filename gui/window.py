@@ -265,6 +265,8 @@ class FrontPanelWindow(ManagedWindowBase):
         self.manager.abort_returned.connect(self._run_ended)
         self.manager.failed.connect(self._run_ended)
         self.log_handler = self.log_widget.handler
+        # PyMeasure colours the log for a white page; on the dark theme CRITICAL was dark red
+        self.log_handler.formatter.level_colors = dict(theme.LOG_COLORS)
         logging.getLogger().addHandler(self.log_handler)
         package_log = logging.getLogger("ionto_instruments")
         self._package_log_level = package_log.level

@@ -129,6 +129,8 @@ def test_stop_button_ramps_down(qtbot, window):
     assert procedure.summary["outcome"] == "stopped"
     assert procedure.simulator.model.output_enabled is False
     assert window.trip_alert.isHidden()
+    live = procedure.live  # REMAINING froze at the stop; the 30 s ramp-down did not count it
+    assert live.remaining_s + live.elapsed_s >= 30 * 60 + 25
     assert "ramp-down" in [p for p, _, _ in experiment.curve_list[0].phases()]
 
 

@@ -8,6 +8,7 @@ locked inputs and the running treatment.
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 
@@ -387,3 +388,10 @@ def test_a_long_safety_sentence_does_not_move_the_panel(qtbot, window):
     after = (light.height(), charts.mapTo(window, QtCore.QPoint(0, 0)).y())
     assert after == before
     assert light.sentence.text().endswith("\u2026") and "drying" in light.sentence.toolTip()
+
+
+def test_critical_log_lines_are_bright_on_the_dark_theme(window):
+    record = logging.LogRecord("x", logging.CRITICAL, __file__, 1, "OUTPUT OFF NOT CONFIRMED",
+                               None, None)
+    html = window.log_handler.formatter.format(record)
+    assert "DarkRed" not in html and QtGui.QColor("#ff4040").name() in html.lower()
