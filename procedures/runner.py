@@ -75,13 +75,14 @@ def make_procedure(values: Mapping[str, Any] | None = None,
     return procedure
 
 
-class _Worker(Worker):
+class IontoWorker(Worker):
     """PyMeasure's Worker, plus an Event set once its shutdown has finished (output off,
     summary written), and results-file write errors reported once instead of as a traceback
-    per row (the Procedure turns them into the `storage-fault` trip)."""
+    per row (the Procedure turns them into the `storage-fault` trip); a failing final flush
+    cannot crash its shutdown. Usable wherever PyMeasure builds a Worker (the GUI's Manager)."""
 
-    def __init__(self, results: IontoResults) -> None:
-        super().__init__(results)
+    def __init__(self, results: IontoResults, *args: Any, **kwargs: Any) -> None:
+        super().__init__(results, *args, **kwargs)
         self.finished = threading.Event()
         self._quieted = False
 
@@ -143,7 +144,7 @@ class ProtocolRun:
         if clock is not None:
             procedure.clock = clock
         self.results: IontoResults | None = None
-        self._worker: _Worker | None = None
+        self._worker: IontoWorker | None = None
         self._interrupts = 0
         self._stop_sent = False
         self._estop_reason: str | None = None
@@ -162,7 +163,7 @@ class ProtocolRun:
         self.procedure.mark_started()
         self.results = IontoResults(self.procedure,
                                     new_results_file(self.output_dir, self.prefix))
-        self._worker = _Worker(self.results)
+        self._worker = IontoWorker(self.results)
         if self.handle_signals:
             self._signals = StopSignals(self.procedure, interrupt=False, only_default=True,
                                         finished=self._worker.finished.is_set).__enter__()
