@@ -22,6 +22,8 @@ from typing import Any
 from pymeasure.experiment import Procedure, Results
 from pymeasure.experiment.results import CSVFormatter
 
+from ionto_instruments import limits as L
+
 from .contracts import Outcome
 
 #: The results file's columns: a contract (the README and the issues fix them).
@@ -44,8 +46,6 @@ OUTCOMES: tuple[str, ...] = tuple(Outcome)
 FSYNC_INTERVAL_S = 1.0
 #: Bytes per results row assumed when checking the free space before a run (rows are ~130 B).
 ROW_BYTES_ESTIMATE = 200
-#: Free space required before a run, as a multiple of the planned results file.
-FREE_SPACE_FACTOR = 2.0
 #: The application name for the user's state directory (fallback summaries).
 APP_NAME = "ionto-instruments"
 
@@ -241,7 +241,7 @@ def planned_file_bytes(total_s: float, interval_s: float) -> int:
 
 def check_output_dir(directory: str | os.PathLike[str], planned_bytes: int = 0) -> None:
     """Refuse (StorageUnusable) a folder that cannot be created or written, or has no room
-    for FREE_SPACE_FACTOR x the planned file. Probes by creating a file, not by permissions."""
+    for FREE_SPACE_FACTOR (limits table) x the planned file. Probes by creating a file."""
     folder = Path(directory)
     shown = str(directory)
     try:
@@ -264,10 +264,11 @@ def check_output_dir(directory: str | os.PathLike[str], planned_bytes: int = 0) 
         with contextlib.suppress(OSError):
             probe.unlink()
     free = shutil.disk_usage(folder).free
-    needed = int(FREE_SPACE_FACTOR * planned_bytes)
+    factor = L.FREE_SPACE_FACTOR.value
+    needed = int(factor * planned_bytes)
     if free < needed:
         raise StorageUnusable(f"{shown}: only {free / 1e6:.1f} MB free, the run needs about "
-                              f"{needed / 1e6:.1f} MB ({FREE_SPACE_FACTOR:g}x its planned file)")
+                              f"{needed / 1e6:.1f} MB ({factor:g}x its planned file)")
 
 
 def fallback_summary_dir() -> Path:

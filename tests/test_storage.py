@@ -145,3 +145,17 @@ def test_results_files_are_fsynced_at_least_once_a_second(tmp_path, monkeypatch)
     monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
     run_protocol(make_procedure(treatment_time=1.0), output_dir=tmp_path, clock=VirtualClock())
     assert synced  # at least the final one
+
+
+def test_the_free_space_check_reads_the_limits_table(tmp_path, monkeypatch):
+    """FREE_SPACE_FACTOR lives in the limits table: changing it there changes the check."""
+    from dataclasses import replace
+
+    from ionto_instruments import limits as L
+
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: real(p)._replace(free=100_000))
+    check_output_dir(tmp_path, 40_000)  # 2x 40 kB fits in 100 kB
+    monkeypatch.setattr(L, "FREE_SPACE_FACTOR", replace(L.FREE_SPACE_FACTOR, value=3.0))
+    with pytest.raises(StorageUnusable, match="3x its planned file"):
+        check_output_dir(tmp_path, 40_000)
