@@ -548,13 +548,19 @@ class ConstantCurrentIontophoresis(Procedure):
 
     def _switch_off_at_end(self, outcome: Outcome, reason: str = "",
                            ramp: Any = None, rule: str | None = None) -> None:
-        """Ramp to zero, output off, confirm by read-back, record the outcome."""
+        """Ramp to zero, output off, confirm by read-back, record the outcome (a fault when
+        the off cannot be confirmed)."""
 
         def ended() -> None:
             self._state.treatment_end = self._t()
 
-        self.output.ramped_off(ramp, after_write=ended)
+        confirmed = self.output.ramped_off(ramp, after_write=ended)
         self._set_phase(Phase.OFF, self._t())
+        if not confirmed:  # never "completed" or "stopped" with the output maybe still on
+            self._trip(self._t(), Outcome.FAULT, INSTRUMENT_FAULT, "The output could not be "
+                       "confirmed off at the end of the run: switch the SourceMeter off by hand "
+                       "(front-panel OUTPUT key) and disconnect the patient leads",
+                       phase=Phase.OFF)
         if outcome == Outcome.COMPLETED:
             reason = f"Treatment completed: {self._dose.dose_mA_min:.2f} mA*min delivered"
         self._finish(outcome, rule, reason)

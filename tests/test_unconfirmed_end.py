@@ -1,0 +1,45 @@
+"""A run whose final output-off cannot be read back never ends as `completed` or `stopped`."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from ionto_instruments.clock import VirtualClock
+from ionto_instruments.connect import open_source
+from ionto_instruments.source import InstrumentFault
+from procedures.cli import EXIT_INSTRUMENT, exit_code
+from procedures.runner import make_procedure, start_protocol
+
+
+def _unreadable_output_state(smu) -> None:
+    """The instrument takes the off-write but never answers the output read-back."""
+
+    def output_enabled() -> bool:
+        raise InstrumentFault(f"{smu.resource_name}: I/O error on 'OUTPUT?': timeout")
+
+    smu.output_enabled = output_enabled
+
+
+@pytest.mark.parametrize("ending", ["completed", "operator stop"])
+def test_an_end_whose_off_is_not_read_back_is_a_fault(tmp_path, ending):
+    clock = VirtualClock()
+    smu = open_source(model="keithley2400", clock=clock)
+    _unreadable_output_state(smu)
+    procedure = make_procedure(treatment_time=1.0, ramp_up=5, ramp_down=5)
+    procedure.source = smu
+    with start_protocol(procedure, output_dir=tmp_path, clock=clock) as run:
+        if ending == "operator stop":
+            while procedure.live.phase != "hold":
+                threading.Event().wait(0.001)
+            run.stop()
+        run.wait()
+    summary = run.summary
+    assert summary["output_was_on"] and summary["output_off_confirmed"] is False
+    assert not smu.simulator.model.output_enabled  # the off-write reached the instrument
+    # Neither "completed" (exit 0) nor "stopped" (exit 5): the operator must check by hand.
+    assert summary["outcome"] == "fault", summary["reason"]
+    assert summary["rule"] == "instrument-fault"
+    assert "could not be confirmed off" in summary["reason"]
+    assert exit_code(summary) == EXIT_INSTRUMENT
