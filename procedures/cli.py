@@ -63,9 +63,12 @@ EXIT_CODES: dict[int, str] = {
     EXIT_OK: "completed",
     EXIT_INTERNAL: "internal error (the output is still switched off)",
     EXIT_INVALID: "invalid input: nothing was energized",
-    EXIT_SAFETY: "a burn-risk safety rule tripped, or the contact check refused",
-    EXIT_INSTRUMENT: "instrument fault (including a wrong, missing or busy instrument), or a "
-                     "storage fault (the results could not be written)",
+    EXIT_SAFETY: "a burn-risk safety rule tripped, or the contact check refused, or (--course) "
+                 "a course rule refused the session",
+    EXIT_INSTRUMENT: "instrument fault (including a wrong, missing or busy instrument), a "
+                     "storage fault (the results could not be written), the guard process "
+                     "refused, tripped, died or froze, or (--course) the records database "
+                     "cannot be used",
     EXIT_STOPPED: "stopped by the operator: Ctrl-C (ramp down), or an emergency stop (Ctrl-C "
                   "twice, Ctrl-Z, SIGTERM, SIGHUP, SIGQUIT or any other terminating signal)",
     EXIT_INTERRUPTED: "Ctrl-C outside a run (before the instrument was opened: nothing was "
