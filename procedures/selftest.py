@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ionto_instruments.clock import Clock, RealClock
+from ionto_instruments.instrument_lock import InstrumentLock
 from ionto_instruments.source import CurrentSource, InstrumentError
 
 #: Test currents (A): the readings against Ohm's law.
@@ -256,15 +257,22 @@ def cmd_selftest(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {"load_ohm": load, "clock": clock} if args.sim else {}
     if args.sim and args.instrument:
         options["instrument"] = args.instrument
+    lock = InstrumentLock(args.resource) if args.resource else None
     try:
+        if lock is not None:
+            lock.acquire()  # one instrument, one controller: never beside a run on it
         source = open_source(args.resource, model=args.model, **options)
-    except (InstrumentError, ValueError) as exc:
+    except (InstrumentError, ValueError, OSError) as exc:
+        if lock is not None:
+            lock.release()
         print(f"ionto selftest: {exc}", file=sys.stderr)
         return EXIT_INSTRUMENT
     try:
         result = run_selftest(source, load, tolerance, clock)
     finally:
         source.close()
+        if lock is not None:
+            lock.release()
     print(format_table(result))
     target = Path(args.json_file or time.strftime("selftest_%Y%m%d_%H%M%S.json"))
     target.write_text(json.dumps(result.as_dict(), indent=2) + "\n", encoding="utf-8")
