@@ -549,7 +549,9 @@ def _print_summary(summary: dict[str, Any], planned: float, stream: TextIO, code
         f"Duration:  {_minutes(duration)} of treatment ({duration:.1f} s, clock "
         f"{summary.get('clock')})",
     ]
-    if summary.get("output_off_confirmed"):
+    if summary.get("output_off_confirmed") and summary.get("output_was_on") is False:
+        lines.append("Output:    never switched on by this run")
+    elif summary.get("output_off_confirmed"):
         lines.append("Output:    off (confirmed by read-back)")
     elif not summary.get("samples") and not summary.get("instrument"):
         lines.append("Output:    never switched on (no instrument session was opened)")

@@ -9,6 +9,7 @@ import pytest
 from ionto_instruments.clock import VirtualClock
 from ionto_instruments.connect import open_source
 from ionto_instruments.source import InstrumentFault
+from procedures import cli
 from procedures.cli import EXIT_INSTRUMENT, exit_code
 from procedures.runner import make_procedure, start_protocol
 
@@ -43,3 +44,12 @@ def test_an_end_whose_off_is_not_read_back_is_a_fault(tmp_path, ending):
     assert summary["rule"] == "instrument-fault"
     assert "could not be confirmed off" in summary["reason"]
     assert exit_code(summary) == EXIT_INSTRUMENT
+
+
+def test_the_end_of_run_text_claims_a_read_back_only_after_one(tmp_path, capsys):
+    """Nothing answered *IDN?: the output was never switched on, and was never read back."""
+    code = cli.main(["run", "--sim", "io-timeout@0", "--fast", "--output", str(tmp_path)])
+    assert code == EXIT_INSTRUMENT
+    text = "".join(capsys.readouterr())
+    assert "Output:    never switched on by this run" in text
+    assert "confirmed by read-back" not in text
