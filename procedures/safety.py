@@ -109,6 +109,14 @@ def _num(value: float) -> str:
     return f"{value:.4g}"
 
 
+def _kohm(value: float) -> str:
+    """Format an impedance in kΩ for a sentence, in MΩ or GΩ when large (an open circuit)."""
+    for scale, unit in ((1e6, "GΩ"), (1e3, "MΩ")):
+        if math.isfinite(value) and abs(value) >= scale:
+            return f"{value / scale:.3g} {unit}"
+    return f"{_num(value)} kΩ"
+
+
 def _pct(fraction: float) -> str:
     """Format a fraction as a percentage for a sentence ("95 %")."""
     return f"{_num(fraction * 100)} %"
@@ -540,7 +548,7 @@ class ImpedanceHighRule(Rule):
         if impedance > self.max_kohm and self.noise.judgeable_at(self.max_kohm,
                                                                  sample.current_mA):
             return self.trip(sample, (
-                f"Contact lost: impedance rose to {_num(impedance)} kΩ "
+                f"Contact lost: impedance rose to {_kohm(impedance)} "
                 f"(limit {_num(self.max_kohm)} kΩ). {self._advice}"))
         current = abs(sample.current_mA)
         floor = self.collapse_fraction * setpoint
@@ -553,7 +561,7 @@ class ImpedanceHighRule(Rule):
             low = min(self._reference.values(sample, history), default=math.nan)
             if low > 0 and impedance > self.rise_factor * low:
                 return self.trip(sample, (
-                    f"Impedance rose suddenly to {_num(impedance)} kΩ, {_num(impedance / low)}x "
+                    f"Impedance rose suddenly to {_kohm(impedance)}, {_num(impedance / low)}x "
                     f"its minimum of {_num(low)} kΩ in the last {_num(self.rise_window_s)} s "
                     f"(limit {_num(self.rise_factor)}x): the electrode may be lifting, leaving "
                     f"the current to a smaller area. {self._advice}"))
@@ -932,7 +940,7 @@ def evaluate_contact_check(impedance_ohm: float, compliance: bool, config: Safet
                       f"plausible minimum of {_num(low / 1e3)} kΩ, a short. Check that the "
                       f"electrodes and leads do not touch and that no gel bridges them.")
     if impedance > high:
-        return refuse(f"Contact check refused: impedance {_num(kohm)} kΩ is above the "
+        return refuse(f"Contact check refused: impedance {_kohm(kohm)} is above the "
                       f"plausible maximum of {_num(high / 1e3)} kΩ, poor contact. "
                       f"{contact_advice}")
     target = abs(config.target_mA)

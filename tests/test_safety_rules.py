@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 
 import pytest
 
@@ -471,3 +472,11 @@ def test_a_slow_drying_rise_is_not_a_sudden_rise():
                         voltage_V=2.0 * r_kohm, compliance=False, dose_mA_min=1.0)
         assert rule.check(sample, history) is None
         history.append(sample)
+
+
+def test_impedance_high_says_megohms_not_a_seven_digit_number_of_kilohms() -> None:
+    """A near-open contact can read millions of kΩ; the operator's sentence must stay readable."""
+    rule = ImpedanceHighRule(max_kohm=100.0)
+    verdict = rule.check(sample(setpoint=2.0, current=1.0, voltage=2030.0), History(4))
+    assert_says(verdict, "impedance-high", "Contact lost", "2.03 MΩ", "limit 100 kΩ")
+    assert not re.search(r"\d{5,}", verdict.message), verdict.message
