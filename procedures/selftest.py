@@ -23,24 +23,28 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ionto_instruments import limits as L
 from ionto_instruments.clock import Clock, RealClock
 from ionto_instruments.instrument_lock import InstrumentLock
 from ionto_instruments.output import UNCONFIRMED, OutputGuard
 from ionto_instruments.source import CurrentSource, InstrumentError
 
-#: Test currents (A): the readings against Ohm's law.
-TEST_CURRENTS_A = (0.1e-3, 1e-3, 2e-3)
-#: Source accuracy allowance (fraction of the setting + offset in A): the 2400 and 2450
-#: datasheets give 0.03-0.05 % + 60-600 nA on the 1-10 mA ranges; this is a little wider.
-CURRENT_TOLERANCE = (0.001, 1e-6)
+#: Test currents (A): the readings against Ohm's law (limits table, in mA).
+TEST_CURRENTS_A = tuple(limit.value * 1e-3 for limit in (
+    L.SELFTEST_CURRENT_LOW, L.SELFTEST_CURRENT_MID, L.SELFTEST_CURRENT_HIGH))
+#: Source accuracy allowance: fraction of the setting + offset in A (limits table).
+CURRENT_TOLERANCE = (L.SELFTEST_CURRENT_GAIN_TOLERANCE.value,
+                     L.SELFTEST_CURRENT_OFFSET.value * 1e-6)
 #: Voltage measurement allowance added to the resistor's own tolerance (fraction).
-VOLTAGE_TOLERANCE = 0.001
+VOLTAGE_TOLERANCE = L.SELFTEST_VOLTAGE_TOLERANCE.value
 #: The resistor range the check accepts (ohm): 2 mA must fit under the compliance.
-MIN_LOAD_OHM, MAX_LOAD_OHM = 10.0, 15e3
+MIN_LOAD_OHM, MAX_LOAD_OHM = L.SELFTEST_LOAD.minimum, L.SELFTEST_LOAD.maximum
 #: Compliance for the Ohm's-law readings: 2 mA x R with headroom, at least this (V).
-MIN_COMPLIANCE_V = 5.0
+MIN_COMPLIANCE_V = L.SELFTEST_MIN_COMPLIANCE.value
 #: Longest acceptable time from the off-write to reading back "off" (s).
-MAX_OFF_LATENCY_S = 0.5
+MAX_OFF_LATENCY_S = L.SELFTEST_MAX_OFF_LATENCY.value
+#: Highest compliance used: what a 2450 accepts with its interlock open (the same entry).
+MAX_COMPLIANCE_V = L.INTERLOCK_OPEN_MAX.value
 
 
 @dataclass
@@ -106,7 +110,8 @@ def run_selftest(source: CurrentSource, load_ohm: float, resistor_tolerance: flo
         spec = getattr(source, "spec", None)
         checks.append(Check("identity and command set", True,
                             f"{result.idn} ({spec.name if spec else 'model unknown'})"))
-        compliance = min(max(MIN_COMPLIANCE_V, 3.0 * max(TEST_CURRENTS_A) * load_ohm), 37.0)
+        compliance = min(max(MIN_COMPLIANCE_V, 3.0 * max(TEST_CURRENTS_A) * load_ohm),
+                         MAX_COMPLIANCE_V)
         if spec is not None:
             compliance = min(compliance, spec.max_voltage_V * 0.9)
         check("interlock", lambda: _interlock(source))
@@ -135,7 +140,8 @@ def _interlock(source: CurrentSource) -> tuple[bool, str, float | None]:
         return True, "not applicable (2400 family: no output interlock query used)", None
     asserted = source.interlock_asserted  # type: ignore[attr-defined]
     text = ("asserted: all ranges available" if asserted else
-            "NOT asserted: output limited to about 37-42 V; compliance above 37 V is refused")
+            f"NOT asserted: output limited to about 37-42 V; compliance above "
+            f"{MAX_COMPLIANCE_V:g} V is refused")
     return True, text, float(asserted)
 
 
@@ -191,7 +197,7 @@ def _compliance_trip(source: CurrentSource, guard: OutputGuard,
 def _off_latency(source: CurrentSource, guard: OutputGuard,
                  clock: Clock) -> tuple[bool, str, float | None]:
     source.configure_current_source(compliance_voltage=MIN_COMPLIANCE_V)
-    source.set_current(0.1e-3)
+    source.set_current(min(TEST_CURRENTS_A))
     _switch_on(guard)
     wall = time.perf_counter()
     start = clock.now()
