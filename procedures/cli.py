@@ -23,6 +23,16 @@ from ionto_instruments import limits as L
 
 from . import selftest
 from .cli_failsafe import register as register_failsafe
+from .cli_shared import (
+    EXIT_INSTRUMENT,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_INVALID,
+    EXIT_OK,
+    EXIT_SAFETY,
+    EXIT_STOPPED,
+)
+from .cli_shared import Formatter as _Formatter
 from .contracts import EMERGENCY_STOP, INSTRUMENT_FAULT, PRE_FLIGHT, Outcome
 from .guard import GUARD_RULE
 from .protocol_file import (
@@ -50,13 +60,6 @@ if TYPE_CHECKING:
 
     from .iontophoresis import ConstantCurrentIontophoresis, LiveStatus
 
-EXIT_OK = 0
-EXIT_INTERNAL = 1
-EXIT_INVALID = 2
-EXIT_SAFETY = 3
-EXIT_INSTRUMENT = 4
-EXIT_STOPPED = 5
-EXIT_INTERRUPTED = 130
 
 #: Exit code -> meaning, for the help text and the README.
 EXIT_CODES: dict[int, str] = {
@@ -152,13 +155,6 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_INVALID, f"{self.prog}: error: {' '.join(message.split())} "
                                 f"(see `{self.prog} --help`)\n")
-
-
-class _Formatter(argparse.RawDescriptionHelpFormatter):
-    """Keep the epilog's examples as written; a little wider help column."""
-
-    def __init__(self, prog: str) -> None:
-        super().__init__(prog, max_help_position=34)
 
 
 def _exit_code_text() -> str:

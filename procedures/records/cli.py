@@ -16,17 +16,15 @@ from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..cli_shared import EXIT_INSTRUMENT, EXIT_INTERNAL, EXIT_INVALID, EXIT_OK, EXIT_SAFETY
+from ..cli_shared import Formatter as _Formatter
+
 if TYPE_CHECKING:
     from .store import Store
 
-EXIT_OK, EXIT_INTERNAL, EXIT_INVALID, EXIT_REFUSED, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
+EXIT_REFUSED, EXIT_UNAVAILABLE = EXIT_SAFETY, EXIT_INSTRUMENT
 
 Handler = Callable[[argparse.Namespace], int]
-
-
-class _Formatter(argparse.RawDescriptionHelpFormatter):
-    def __init__(self, prog: str) -> None:
-        super().__init__(prog, max_help_position=30)
 
 
 # -- registration ------------------------------------------------------------------------
