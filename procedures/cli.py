@@ -225,7 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--json", action="store_true",
                      help="print the JSON summary on stdout (everything else goes to stderr)")
     out.add_argument("-v", "--verbose", action="store_true", help="log details on stderr")
-    run.set_defaults(handler=lambda args: records_cli.run_with_course(args, cmd_run))
+    run.set_defaults(handler=lambda args: records_cli.run_with_course(
+        args, cmd_run, check_run_request))
 
     scenarios = commands.add_parser(
         "scenarios", formatter_class=_Formatter, help="list the simulator's scenarios",
@@ -384,6 +385,19 @@ def collect_settings(args: argparse.Namespace) -> tuple[dict[str, Sourced], list
         if args.seed is not None:
             notes.append("--seed applies to the simulator only; ignored")
     return values, notes
+
+
+def check_run_request(args: argparse.Namespace) -> bool:
+    """Check the flags and the protocol's values and ranges, opening nothing (UsageError, exit
+    2: a typo is no refused session); True when the run would be on the simulator."""
+    from .protocol_file import check_ranges
+
+    values, _notes = collect_settings(args)
+    try:
+        check_ranges(values)
+    except ProtocolError as exc:
+        raise UsageError(str(exc), exc.key) from None
+    return "instrument.resource" not in values
 
 
 def _not_empty(args: argparse.Namespace, dest: str, label: str, expected: str) -> None:
