@@ -8,6 +8,7 @@ the server runs as the `postgres` user. It listens on a unix socket only.
 from __future__ import annotations
 
 import glob
+import importlib.util
 import os
 import pwd
 import shutil
@@ -23,7 +24,8 @@ BINDIR_VAR = "IONTO_TEST_POSTGRES_BINDIR"
 
 def find_bindir() -> Path | None:
     """The directory holding initdb and pg_ctl ($IONTO_TEST_POSTGRES_BINDIR if set, else PATH,
-    then Debian's layout)."""
+    then Debian's layout, then the server binaries of the `pgserver` wheel in the test extras,
+    so that a machine with only Python still tests the record on a real PostgreSQL)."""
     forced = os.environ.get(BINDIR_VAR)
     if forced is not None:
         found = Path(forced)
@@ -34,6 +36,11 @@ def find_bindir() -> Path | None:
     for candidate in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
         if (Path(candidate) / "initdb").exists() and (Path(candidate) / "pg_ctl").exists():
             return Path(candidate)
+    spec = importlib.util.find_spec("pgserver")
+    if spec is not None and spec.origin is not None:
+        wheel = Path(spec.origin).parent / "pginstall" / "bin"
+        if (wheel / "initdb").exists() and (wheel / "pg_ctl").exists():
+            return wheel
     return None
 
 
