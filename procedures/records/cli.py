@@ -248,9 +248,16 @@ def _json(data: Any) -> None:
 
 
 def _open(args: argparse.Namespace, create: bool = True) -> Store:
-    from .store import Store
+    """The record; an explicit --db naming a SQLite file that does not exist is an error (a
+    typo must not start a new, empty record), while the default file is made on first use."""
+    from .store import RecordsUnavailable, Store, missing_sqlite_file, resolve_url
 
-    return Store(getattr(args, "db", None), create=create)
+    explicit = getattr(args, "db", None)
+    if explicit and missing_sqlite_file(resolve_url(explicit)) is not None:
+        raise RecordsUnavailable(
+            f"there is no records database at {explicit} (no such file); to create a new "
+            f"one there, run `ionto db upgrade --db {explicit}`")
+    return Store(explicit, create=create)
 
 
 def parse_when(text: str | None, field: str, *, end_of_day: bool = False) -> datetime | None:
@@ -649,7 +656,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
     url = resolve_url(args.db)
     try:
-        engine = make_engine(url)
+        engine = make_engine(url, create_dirs=True)
         before = current_revision(engine)
         upgrade(engine)
         engine.dispose()

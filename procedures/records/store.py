@@ -88,11 +88,21 @@ def display_url(url: str) -> str:
         return url
 
 
-def make_engine(url: str) -> Engine:
-    """An engine whose transactions serialize writers (SQLite: BEGIN IMMEDIATE)."""
+def missing_sqlite_file(url: str) -> Path | None:
+    """The SQLite file of `url` when it does not exist yet (None for PostgreSQL or memory)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    path = Path(parsed.database)
+    return None if path.exists() else path
+
+
+def make_engine(url: str, *, create_dirs: bool = False) -> Engine:
+    """An engine whose transactions serialize writers (SQLite: BEGIN IMMEDIATE); `create_dirs`
+    makes a new SQLite file's folder (only where a new database is meant)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
+        if create_dirs and parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
 
@@ -177,7 +187,10 @@ class Store:
         self.now = now or (lambda: datetime.now(UTC))
         where = display_url(self.url)
         try:
-            self.engine = make_engine(self.url)
+            missing = missing_sqlite_file(self.url)
+            if missing is not None and not create:
+                raise RecordsUnavailable(f"there is no records database at {where}")
+            self.engine = make_engine(self.url, create_dirs=create)
             revision = current_revision(self.engine)
             if revision is None:
                 tables = set(inspect(self.engine).get_table_names())

@@ -27,6 +27,7 @@ def ionto_json(capsys, *argv: str) -> tuple[int, dict]:
 
 @pytest.fixture
 def db(db_url: str) -> list[str]:
+    Store(db_url).close()  # an explicit --db must name an existing record
     return ["--db", db_url]
 
 
@@ -307,3 +308,20 @@ def test_the_records_cli_shares_ionto_run_s_exit_codes_and_help_formatter() -> N
     assert records_cli._Formatter is cli._Formatter is cli_shared.Formatter
     assert (records_cli.EXIT_INVALID, records_cli.EXIT_REFUSED, records_cli.EXIT_UNAVAILABLE) \
         == (cli.EXIT_INVALID, cli.EXIT_SAFETY, cli.EXIT_INSTRUMENT)
+
+
+def test_an_explicit_db_that_does_not_exist_is_exit_4_and_creates_nothing(capsys,
+                                                                          tmp_path) -> None:
+    missing = tmp_path / "no" / "such" / "dir" / "x.db"
+    url = f"sqlite:///{missing}"
+    for argv in (("subject", "list"), ("course", "list"), ("db", "status"),
+                 ("run", "--course", "1", *RUN, "--output", str(tmp_path / "runs"))):
+        code, _, err = ionto(capsys, *argv, "--db", url)
+        assert code == 4, (argv, err)
+        assert "no records database" in err and f"ionto db upgrade --db {url}" in err
+        assert not (tmp_path / "no").exists() and not (tmp_path / "runs").exists()
+    code, _, err = ionto(capsys, "db", "upgrade", "--db", url)
+    assert code == 0, err
+    assert missing.exists() and ionto(capsys, "subject", "list", "--db", url)[0] == 0
+    code, _, err = ionto(capsys, "subject", "list")  # the default record: made on first use
+    assert code == 0, err
