@@ -385,7 +385,8 @@ class CoursePanel(QtWidgets.QWidget):
                           if isinstance(v, str | int | float | bool)},
                 screening=(getattr(procedure, "screening_answers", None)
                            or (screening_all_no() if procedure.screening_confirmed else None)),
-                override_reason=self.reason_edit.text() or None)
+                override_reason=self.reason_edit.text() or None,
+                simulated=run_is_simulated(procedure))
         except (RecordValueError, NotFound) as exc:
             return f"Not recorded, not started: {exc}"
         procedure.session_id = f"course{self.course_id}-{opened.session.number}"
@@ -407,7 +408,8 @@ class CoursePanel(QtWidgets.QWidget):
             return
         try:
             operator = check_who(self.operator_edit.text())
-            opened = self.store.open_session(self.course_id, operator)
+            opened = self.store.open_session(self.course_id, operator,
+                                             simulated=run_is_simulated(procedure))
             if not opened.refused:
                 self.store.record_outcome(opened.session.id, {
                     "outcome": "refused", "rule": "pre-flight",
@@ -467,3 +469,9 @@ def attach(window: Any, db_url: str | None = None) -> CoursePanel:
                    window.manager.failed):
         signal.connect(lambda experiment: panel.after_run(experiment.procedure))
     return panel
+
+
+def run_is_simulated(procedure: Any) -> bool:
+    """A run without an instrument resource is on the simulator: its session is recorded as
+    SIMULATED and never counts as a treatment."""
+    return not getattr(procedure, "resource", "")

@@ -23,6 +23,16 @@ from ionto_instruments import limits as L
 
 from . import selftest
 from .cli_failsafe import register as register_failsafe
+from .cli_shared import (
+    EXIT_INSTRUMENT,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_INVALID,
+    EXIT_OK,
+    EXIT_SAFETY,
+    EXIT_STOPPED,
+)
+from .cli_shared import Formatter as _Formatter
 from .contracts import EMERGENCY_STOP, INSTRUMENT_FAULT, PRE_FLIGHT, Outcome
 from .guard import GUARD_RULE
 from .protocol_file import (
@@ -50,13 +60,6 @@ if TYPE_CHECKING:
 
     from .iontophoresis import ConstantCurrentIontophoresis, LiveStatus
 
-EXIT_OK = 0
-EXIT_INTERNAL = 1
-EXIT_INVALID = 2
-EXIT_SAFETY = 3
-EXIT_INSTRUMENT = 4
-EXIT_STOPPED = 5
-EXIT_INTERRUPTED = 130
 
 #: Exit code -> meaning, for the help text and the README.
 EXIT_CODES: dict[int, str] = {
@@ -154,13 +157,6 @@ class _Parser(argparse.ArgumentParser):
                                 f"(see `{self.prog} --help`)\n")
 
 
-class _Formatter(argparse.RawDescriptionHelpFormatter):
-    """Keep the epilog's examples as written; a little wider help column."""
-
-    def __init__(self, prog: str) -> None:
-        super().__init__(prog, max_help_position=34)
-
-
 def _exit_code_text() -> str:
     return "\n".join(f"  {code}  {meaning}" for code, meaning in sorted(EXIT_CODES.items()))
 
@@ -229,7 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--json", action="store_true",
                      help="print the JSON summary on stdout (everything else goes to stderr)")
     out.add_argument("-v", "--verbose", action="store_true", help="log details on stderr")
-    run.set_defaults(handler=lambda args: records_cli.run_with_course(args, cmd_run))
+    run.set_defaults(handler=lambda args: records_cli.run_with_course(
+        args, cmd_run, check_run_request))
 
     scenarios = commands.add_parser(
         "scenarios", formatter_class=_Formatter, help="list the simulator's scenarios",
@@ -388,6 +385,19 @@ def collect_settings(args: argparse.Namespace) -> tuple[dict[str, Sourced], list
         if args.seed is not None:
             notes.append("--seed applies to the simulator only; ignored")
     return values, notes
+
+
+def check_run_request(args: argparse.Namespace) -> bool:
+    """Check the flags and the protocol's values and ranges, opening nothing (UsageError, exit
+    2: a typo is no refused session); True when the run would be on the simulator."""
+    from .protocol_file import check_ranges
+
+    values, _notes = collect_settings(args)
+    try:
+        check_ranges(values)
+    except ProtocolError as exc:
+        raise UsageError(str(exc), exc.key) from None
+    return "instrument.resource" not in values
 
 
 def _not_empty(args: argparse.Namespace, dest: str, label: str, expected: str) -> None:

@@ -16,17 +16,15 @@ from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..cli_shared import EXIT_INSTRUMENT, EXIT_INTERNAL, EXIT_INVALID, EXIT_OK, EXIT_SAFETY
+from ..cli_shared import Formatter as _Formatter
+
 if TYPE_CHECKING:
     from .store import Store
 
-EXIT_OK, EXIT_INTERNAL, EXIT_INVALID, EXIT_REFUSED, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
+EXIT_REFUSED, EXIT_UNAVAILABLE = EXIT_SAFETY, EXIT_INSTRUMENT
 
 Handler = Callable[[argparse.Namespace], int]
-
-
-class _Formatter(argparse.RawDescriptionHelpFormatter):
-    def __init__(self, prog: str) -> None:
-        super().__init__(prog, max_help_position=30)
 
 
 # -- registration ------------------------------------------------------------------------
@@ -250,9 +248,16 @@ def _json(data: Any) -> None:
 
 
 def _open(args: argparse.Namespace, create: bool = True) -> Store:
-    from .store import Store
+    """The record; an explicit --db naming a SQLite file that does not exist is an error (a
+    typo must not start a new, empty record), while the default file is made on first use."""
+    from .store import RecordsUnavailable, Store, missing_sqlite_file, resolve_url
 
-    return Store(getattr(args, "db", None), create=create)
+    explicit = getattr(args, "db", None)
+    if explicit and missing_sqlite_file(resolve_url(explicit)) is not None:
+        raise RecordsUnavailable(
+            f"there is no records database at {explicit} (no such file); to create a new "
+            f"one there, run `ionto db upgrade --db {explicit}`")
+    return Store(explicit, create=create)
 
 
 def parse_when(text: str | None, field: str, *, end_of_day: bool = False) -> datetime | None:
@@ -423,7 +428,7 @@ def course_view(store: Store, course_id: int | str) -> dict[str, Any]:
     from .rules import projected_schedule
     from .store import to_utc
 
-    delivered_count = sum(1 for s in sessions if s["outcome"] != "refused")
+    delivered_count = sum(1 for s in sessions if s["treatment"])
     today = datetime.now().astimezone().date()
     schedule = projected_schedule(
         started_on=to_utc(course.started_on).astimezone().date(),
@@ -462,7 +467,8 @@ def cmd_course_show(args: argparse.Namespace) -> int:
           f"apart, weekly after {view['weekly_after_days']} days; protocol "
           f"{view['protocol'] or view['settings'] or 'flags at each run'}")
     for s in view["sessions"]:
-        flag = "  NO DRIVING" if s["no_drive"] else ""
+        flag = ("  SIMULATED (not a treatment)" if s["simulated"] else
+                "  NO DRIVING" if s["no_drive"] else "")
         dose = f"{s['delivered_dose_mA_min']:.1f} mA*min" if s["outcome"] else ""
         print(f"  #{s['number']:<2} {_local(s['started_at'])}  {s['outcome'] or 'no outcome':<9}"
               f" {s['rule'] or '':<14} {dose:<14} {s['operator']}{flag}")
@@ -472,6 +478,8 @@ def cmd_course_show(args: argparse.Namespace) -> int:
     for r in view["reviews"]:
         print(f"  review {_local(r['decided_on'])[:10]}: {r['decision']}"
               f"{' -> ' + r['new_drug'] if r['new_drug'] else ''} ({r['reviewer']}) {r['note']}")
+    print("(#N: the record's session number, counting every attempt, refused and simulated "
+          "ones too; the schedule counts treatments.)")
     print("Schedule: " + "; ".join(f"{p['date']} {p['what']}" for p in view["schedule"]))
     nxt = view["next_session"]
     if nxt["allowed"]:
@@ -512,8 +520,11 @@ def _course_dict(course: Any, subject_code: str = "") -> dict[str, Any]:
 
 
 def _session_dict(session: Any, outcome: Any) -> dict[str, Any]:
+    from .store import is_simulated, treated
+
     return {
         "session_id": session.id, "number": session.number, "started_at": session.started_at,
+        "simulated": is_simulated(session), "treatment": treated(session, outcome),
         "operator": session.operator, "station": session.station, "drug": session.drug,
         "settings": json.loads(session.settings_json or "{}"),
         "screening": json.loads(session.screening_json or "{}"),
@@ -645,7 +656,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
     url = resolve_url(args.db)
     try:
-        engine = make_engine(url)
+        engine = make_engine(url, create_dirs=True)
         before = current_revision(engine)
         upgrade(engine)
         engine.dispose()
@@ -662,9 +673,13 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 # -- ionto run --course ------------------------------------------------------------------------
 
 
-def run_with_course(args: argparse.Namespace, run: Handler) -> int:
+def run_with_course(args: argparse.Namespace, run: Handler,
+                    check: Callable[[argparse.Namespace], bool] | None = None) -> int:
     """`ionto run --course C`: write the session first (refused runs too), then run, then
-    record the outcome with the results files' hashes. Without --course: just `run`."""
+    record the outcome with the results files' hashes. Without --course: just `run`.
+
+    `check` validates the flags with the course's settings applied (its UsageError is exit 2,
+    before anything is recorded or printed) and says whether the run is on the simulator."""
     if not getattr(args, "course", None):
         return run(args)
     from .rules import RecordValueError
@@ -682,13 +697,14 @@ def run_with_course(args: argparse.Namespace, run: Handler) -> int:
             subject = store.subject_of(course)
             plan = store.plan_next(course.id, args.reason)
             _apply_course(args, course, subject.code, plan.drug)
+            simulated = check(args) if check is not None else False
             settings = {k: v for k, v in vars(args).items()
                         if isinstance(v, str | int | float | bool) and v is not None
                         and k not in ("json", "verbose", "db", "operator", "command")}
             opened = store.open_session(
                 course.id, operator, settings=settings,
                 screening=screening_all_no() if args.screening_confirmed else None,
-                override_reason=args.reason)
+                override_reason=args.reason, simulated=simulated)
         except (RecordValueError, NotFound) as exc:
             return _fail(args, EXIT_INVALID, str(exc), getattr(exc, "field", None))
         session = opened.session
@@ -706,6 +722,10 @@ def run_with_course(args: argparse.Namespace, run: Handler) -> int:
             return EXIT_REFUSED
         for note in opened.verdict.notes:
             print(f"Course note: {note}", file=err)
+        if simulated:
+            print(f"SIMULATED: session {session.number} of course {course.id} runs on the "
+                  f"simulator; it is recorded as SIMULATED and never counts as a treatment "
+                  f"(trial count, interval, no-driving rule).", file=err, flush=True)
         if session.no_drive:
             print(session.no_drive_reason, file=err, flush=True)
         summaries: list[dict[str, Any]] = []
@@ -725,8 +745,8 @@ def run_with_course(args: argparse.Namespace, run: Handler) -> int:
                       f"files are on disk; session {session.number} of course {course.id} "
                       f"shows no outcome.", file=sys.stderr, flush=True)
                 return code or EXIT_INTERNAL
-            print(f"Recorded as session {session.number} of course {course.id} "
-                  f"({store.where}).", file=err)
+            print(f"Recorded as {'SIMULATED ' if simulated else ''}session {session.number} "
+                  f"of course {course.id} ({store.where}).", file=err)
         if session.no_drive:
             print(session.no_drive_reason, file=err, flush=True)
         return code

@@ -227,7 +227,8 @@ def projected_schedule(*, started_on: date, first_free: date, delivered: int, tr
                        reviewed: bool, horizon: int = 4) -> list[tuple[date, str]]:
     """The next planned dates: the trial's remaining sessions at the minimum interval, then the
     review, then weekly once the course is older than `weekly_after_days` (the leaflet's plan).
-    """
+    Entries count treatments ("treatment 3 of 6"), not the record's session numbers, which
+    count every attempt (refused and simulated ones too)."""
     plan: list[tuple[date, str]] = []
     day, count = first_free, delivered
     while len(plan) < horizon:
@@ -235,7 +236,9 @@ def projected_schedule(*, started_on: date, first_free: date, delivered: int, tr
             plan.append((day, "review by the pain specialist (trial complete)"))
             break
         weekly = (day - started_on).days >= weekly_after_days
-        plan.append((day, f"session {count + 1}" + (" (weekly)" if weekly else "")))
+        what = (f"treatment {count + 1} of {trial_count}" if count < trial_count
+                else f"treatment {count + 1}")
+        plan.append((day, what + (" (weekly)" if weekly else "")))
         count += 1
         day += timedelta(days=WEEKLY_INTERVAL_DAYS if weekly else min_interval_days)
     return plan

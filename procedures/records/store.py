@@ -88,11 +88,21 @@ def display_url(url: str) -> str:
         return url
 
 
-def make_engine(url: str) -> Engine:
-    """An engine whose transactions serialize writers (SQLite: BEGIN IMMEDIATE)."""
+def missing_sqlite_file(url: str) -> Path | None:
+    """The SQLite file of `url` when it does not exist yet (None for PostgreSQL or memory)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    path = Path(parsed.database)
+    return None if path.exists() else path
+
+
+def make_engine(url: str, *, create_dirs: bool = False) -> Engine:
+    """An engine whose transactions serialize writers (SQLite: BEGIN IMMEDIATE); `create_dirs`
+    makes a new SQLite file's folder (only where a new database is meant)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
+        if create_dirs and parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
 
@@ -177,7 +187,10 @@ class Store:
         self.now = now or (lambda: datetime.now(UTC))
         where = display_url(self.url)
         try:
-            self.engine = make_engine(self.url)
+            missing = missing_sqlite_file(self.url)
+            if missing is not None and not create:
+                raise RecordsUnavailable(f"there is no records database at {where}")
+            self.engine = make_engine(self.url, create_dirs=create)
             revision = current_revision(self.engine)
             if revision is None:
                 tables = set(inspect(self.engine).get_table_names())
@@ -407,7 +420,8 @@ class Store:
             .where(Observation.anode_burn.in_(rules.GRADES[1:])
                    | Observation.cathode_burn.in_(rules.GRADES[1:]))))
         past = [rules.PastSession(s.number, to_utc(s.started_at), s.drug,
-                                  delivered(outcomes.get(s.id)), s.id in burned)
+                                  treated(s, outcomes.get(s.id)),
+                                  s.id in burned and not is_simulated(s))
                 for s in sessions]
         reviews = [rules.PastReview(to_utc(r.decided_on), r.decision, r.new_drug)
                    for r in db.scalars(select(Review).where(Review.course_id == course.id))]
@@ -415,7 +429,7 @@ class Store:
             select(TreatmentSession, SessionOutcome).join(Course)
             .outerjoin(SessionOutcome, SessionOutcome.session_id == TreatmentSession.id)
             .where(Course.subject_id == course.subject_id)).all()
-        earlier = {s.drug for s, o in subject_sessions if delivered(o)}
+        earlier = {s.drug for s, o in subject_sessions if treated(s, o)}
         return rules.next_session(
             course_drug=course.drug, trial_count=course.trial_count,
             min_interval_days=course.min_interval_days,
@@ -429,11 +443,12 @@ class Store:
                      settings: Mapping[str, Any] | None = None,
                      screening: Mapping[str, bool] | None = None,
                      override_reason: str | None = None, station: str | None = None,
-                     ) -> OpenedSession:
+                     simulated: bool = False) -> OpenedSession:
         """Write the session before anything is energized; a refused one gets its outcome now.
 
         The rules are decided inside the same locked transaction, so two stations cannot both
-        start a too-soon session of one course.
+        start a too-soon session of one course. A simulated session (no instrument, nothing
+        real energized) is marked so in its settings and never counts as a treatment.
         """
         operator = check_who(operator)
         answers = dict(screening) if screening is not None else None
@@ -451,15 +466,17 @@ class Store:
             overridden = (override_reason and override_reason.strip()
                           and any(n.startswith("Minimum interval overridden") for n in
                                   verdict.notes))
+            flag = verdict.no_drive and not refusals and not simulated
             session = TreatmentSession(
                 course_id=course.id, number=verdict.number, started_at=now, operator=operator,
                 station=station if station is not None else socket.gethostname(),
-                drug=verdict.drug, settings_json=canonical(dict(settings or {})),
+                drug=verdict.drug,
+                settings_json=canonical({**dict(settings or {}),
+                                         **({SIMULATED: True} if simulated else {})}),
                 screening_json=canonical({"answers": answers} if answers is not None else {}),
                 screening_date=now.astimezone().date().isoformat(),
-                no_drive=verdict.no_drive and not refusals,
-                no_drive_reason=(rules.no_drive_sentence(verdict.no_drive_reason)
-                                 if verdict.no_drive and not refusals else ""),
+                no_drive=flag,
+                no_drive_reason=rules.no_drive_sentence(verdict.no_drive_reason) if flag else "",
                 override_rule=rules.TOO_SOON if overridden else None,
                 override_reason=override_reason.strip() if overridden else None)
             self._append(db, operator, session)
@@ -611,6 +628,20 @@ def delivered(outcome: SessionOutcome | None) -> bool:
     if outcome is None:
         return True
     return bool(outcome.output_was_on or outcome.delivered_dose_mA_min > 0)
+
+
+#: The settings key that marks a session run on the simulator (hashed with the row).
+SIMULATED = "simulated"
+
+
+def is_simulated(session: TreatmentSession) -> bool:
+    """True when the session ran on the simulator: nothing real was energized."""
+    return bool(loads(session.settings_json or "{}").get(SIMULATED))
+
+
+def treated(session: TreatmentSession, outcome: SessionOutcome | None) -> bool:
+    """True when the session counts as a treatment: not simulated, and it may have delivered."""
+    return not is_simulated(session) and delivered(outcome)
 
 
 def to_utc(when: datetime) -> datetime:

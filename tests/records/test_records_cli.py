@@ -27,6 +27,7 @@ def ionto_json(capsys, *argv: str) -> tuple[int, dict]:
 
 @pytest.fixture
 def db(db_url: str) -> list[str]:
+    Store(db_url).close()  # an explicit --db must name an existing record
     return ["--db", db_url]
 
 
@@ -42,6 +43,17 @@ def course(capsys, db) -> str:
 RUN = ("--fast", "--screening-confirmed", "--operator", "nurse-a")
 
 
+@pytest.fixture
+def as_hardware(monkeypatch) -> None:
+    """Record the runs as a station with an instrument would, so that the course rules count
+    them; the run itself still goes to the simulator. Only the real/simulated verdict of the
+    (otherwise fully checked) request is replaced."""
+    from ionto_instruments.procedures import cli
+
+    check = cli.check_run_request
+    monkeypatch.setattr(cli, "check_run_request", lambda args: check(args) and False)
+
+
 def test_subject_and_course_verbs_with_json(capsys, db, course) -> None:
     code, subjects = ionto_json(capsys, "subject", "list", *db)
     assert code == 0 and subjects[0]["subject"] == "S001" and subjects[0]["courses"] == 1
@@ -53,7 +65,8 @@ def test_subject_and_course_verbs_with_json(capsys, db, course) -> None:
     assert view["next_session"]["allowed"] and view["next_session"]["no_drive"]
     assert "MUST NOT DRIVE HOME" in view["next_session"]["no_drive_text"]
     assert [p["what"] for p in view["schedule"]] == [
-        *(f"session {n}" for n in range(1, 7)), "review by the pain specialist (trial complete)"]
+        *(f"treatment {n} of 6" for n in range(1, 7)),
+        "review by the pain specialist (trial complete)"]
     code, out, _ = ionto(capsys, "course", "show", course, *db)
     assert "MUST NOT DRIVE HOME (first treatment)" in out and "Next: session 1 may start" in out
 
@@ -86,7 +99,8 @@ def test_bad_values_exit_2_naming_the_field(capsys, db, db_url, course, argv, fi
     assert words in err
 
 
-def test_run_course_records_the_session_with_file_hashes(capsys, db, course, tmp_path) -> None:
+def test_run_course_records_the_session_with_file_hashes(capsys, db, course, tmp_path,
+                                                         as_hardware) -> None:
     out_dir = tmp_path / "runs"
     code, out, err = ionto(capsys, "run", "--course", course, *RUN, "--output", str(out_dir),
                            *db)
@@ -110,7 +124,8 @@ def test_run_course_records_the_session_with_file_hashes(capsys, db, course, tmp
 
 
 def test_run_course_too_soon_is_refused_recorded_and_not_energized(capsys, db, course,
-                                                                   tmp_path) -> None:
+                                                                   tmp_path, as_hardware,
+                                                                   ) -> None:
     out_dir = tmp_path / "runs"
     assert ionto(capsys, "run", "--course", course, *RUN, "--output", str(out_dir), *db)[0] == 0
     files = set(out_dir.iterdir())
@@ -127,6 +142,36 @@ def test_run_course_too_soon_is_refused_recorded_and_not_energized(capsys, db, c
     assert [(s["number"], s["outcome"], s["rule"]) for s in view["sessions"]] == [
         (1, "completed", None), (2, "refused", "too-soon"), (3, "completed", None)]
     assert view["sessions"][2]["override_reason"] == "clinic closed next week"
+
+
+def test_simulated_course_runs_are_marked_and_never_count(capsys, db, course,
+                                                          tmp_path) -> None:
+    out_dir = tmp_path / "runs"
+    for _ in range(2):  # the second would be too soon if the first counted
+        code, out, err = ionto(capsys, "run", "--course", course, *RUN, "--output",
+                               str(out_dir), *db)
+        assert code == 0, err
+        assert "MUST NOT DRIVE HOME" not in out + err
+        assert "recorded as SIMULATED" in out and "Recorded as SIMULATED session" in out
+    code, view = ionto_json(capsys, "course", "show", course, *db)
+    assert [(s["number"], s["outcome"], s["simulated"], s["treatment"], s["no_drive"])
+            for s in view["sessions"]] == [(1, "completed", True, False, False),
+                                           (2, "completed", True, False, False)]
+    assert view["next_session"]["allowed"] and view["next_session"]["no_drive"]
+    assert view["schedule"][0]["what"].startswith("treatment 1 of 6")
+    code, out, _ = ionto(capsys, "course", "show", course, *db)
+    assert out.count("SIMULATED (not a treatment)") == 2
+    assert ionto(capsys, "audit", "verify", *db)[0] == 0
+
+
+def test_a_mistyped_course_run_is_exit_2_and_records_nothing(capsys, db, course,
+                                                             tmp_path) -> None:
+    code, out, err = ionto(capsys, "run", "--course", course, *RUN, "--current", "9",
+                           "--output", str(tmp_path / "runs"), *db)
+    assert code == 2 and "current" in err
+    assert "DRIVE" not in out + err and "SIMULATED" not in out + err
+    code, view = ionto_json(capsys, "course", "show", course, *db)
+    assert view["sessions"] == []
 
 
 def test_run_course_preflight_refusal_is_recorded(capsys, db, course, tmp_path) -> None:
@@ -151,7 +196,8 @@ def test_run_course_with_an_unreachable_database_does_not_start(capsys, course, 
     assert code == 4
 
 
-def test_burn_observation_holds_the_course_until_review(capsys, db, course, tmp_path) -> None:
+def test_burn_observation_holds_the_course_until_review(capsys, db, course, tmp_path,
+                                                        as_hardware) -> None:
     ionto(capsys, "run", "--course", course, *RUN, "--output", str(tmp_path), *db)
     code, out, _ = ionto(capsys, "session", "observe", course, "--phase", "after", "--nrs", "2",
                          "--anode-burn", "mild", "--note", "blister 5 mm", *db)
@@ -253,3 +299,29 @@ def test_the_course_records_example_runs(tmp_path) -> None:
     assert "Session 3: completed" in proc.stdout
     assert "Audit trail: intact, 12 entries, 4 results files checked" in proc.stdout
     assert "Exported sub-S101_course-1_ses-3_stim.json" in proc.stdout
+
+
+def test_the_records_cli_shares_ionto_run_s_exit_codes_and_help_formatter() -> None:
+    from ionto_instruments.procedures import cli, cli_shared
+    from ionto_instruments.procedures.records import cli as records_cli
+
+    assert records_cli._Formatter is cli._Formatter is cli_shared.Formatter
+    assert (records_cli.EXIT_INVALID, records_cli.EXIT_REFUSED, records_cli.EXIT_UNAVAILABLE) \
+        == (cli.EXIT_INVALID, cli.EXIT_SAFETY, cli.EXIT_INSTRUMENT)
+
+
+def test_an_explicit_db_that_does_not_exist_is_exit_4_and_creates_nothing(capsys,
+                                                                          tmp_path) -> None:
+    missing = tmp_path / "no" / "such" / "dir" / "x.db"
+    url = f"sqlite:///{missing}"
+    for argv in (("subject", "list"), ("course", "list"), ("db", "status"),
+                 ("run", "--course", "1", *RUN, "--output", str(tmp_path / "runs"))):
+        code, _, err = ionto(capsys, *argv, "--db", url)
+        assert code == 4, (argv, err)
+        assert "no records database" in err and f"ionto db upgrade --db {url}" in err
+        assert not (tmp_path / "no").exists() and not (tmp_path / "runs").exists()
+    code, _, err = ionto(capsys, "db", "upgrade", "--db", url)
+    assert code == 0, err
+    assert missing.exists() and ionto(capsys, "subject", "list", "--db", url)[0] == 0
+    code, _, err = ionto(capsys, "subject", "list")  # the default record: made on first use
+    assert code == 0, err

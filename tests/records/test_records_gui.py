@@ -109,8 +109,32 @@ def window(qtbot, tmp_path, url):
     assert root.handlers == handlers_before
 
 
-def test_a_front_panel_run_is_recorded_and_a_too_soon_run_refused(qtbot, window, url) -> None:
+def test_a_simulated_front_panel_run_is_recorded_simulated_and_never_counts(qtbot, window,
+                                                                           url) -> None:
     from ionto_instruments.procedures.runner import make_procedure
+
+    panel = window.course_panel
+    panel.operator_edit.setText("nurse-a")
+    window.ask_screening = lambda procedure: screening_all_no()
+    values = {"subject_kind": "human", "drug": "bupivacaine", "treatment_time": 1.0,
+              "target_current": 1.0}
+    assert window.queue(procedure=make_procedure(values)) is not None, window.notice.text()
+    qtbot.waitUntil(lambda: panel.history.rowCount() == 1
+                    and panel.history.item(0, 2).text() == "completed", timeout=RUN_TIMEOUT_MS)
+    with Store(url) as store:
+        (session, outcome), = store.sessions(1)
+        assert json.loads(session.settings_json)["simulated"] is True and not session.no_drive
+        verdict = store.plan_next(1)
+        assert verdict.allowed and verdict.no_drive  # still the first treatment, not too soon
+
+
+def test_a_front_panel_run_is_recorded_and_a_too_soon_run_refused(qtbot, window, url,
+                                                                  monkeypatch) -> None:
+    from ionto_instruments.procedures.runner import make_procedure
+
+    # recorded as a station with an instrument would (the run itself is simulated)
+    monkeypatch.setattr("ionto_instruments.gui.course_panel.run_is_simulated",
+                        lambda procedure: False)
 
     panel = window.course_panel
     panel.operator_edit.setText("nurse-a")

@@ -348,10 +348,11 @@ def test_projected_schedule_twice_weekly_then_review_then_weekly() -> None:
     plan = projected_schedule(started_on=start, first_free=date(2026, 11, 9), delivered=2,
                               trial_count=4, min_interval_days=2, weekly_after_days=28,
                               reviewed=False)
-    assert plan == [(date(2026, 11, 9), "session 3"), (date(2026, 11, 11), "session 4"),
+    assert plan == [(date(2026, 11, 9), "treatment 3 of 4"),
+                    (date(2026, 11, 11), "treatment 4 of 4"),
                     (date(2026, 11, 13), "review by the pain specialist (trial complete)")]
     later = projected_schedule(started_on=start, first_free=date(2026, 11, 30), delivered=6,
                                trial_count=6, min_interval_days=2, weekly_after_days=28,
                                reviewed=True, horizon=2)
-    assert later == [(date(2026, 11, 30), "session 7 (weekly)"),
-                     (date(2026, 12, 7), "session 8 (weekly)")]
+    assert later == [(date(2026, 11, 30), "treatment 7 (weekly)"),
+                     (date(2026, 12, 7), "treatment 8 (weekly)")]
