@@ -38,11 +38,11 @@ COUNT_COMMAND = ':TRAC:ACT? "defbuffer1"'
 #: Time one measure block may take (1 PLC at 50 Hz plus overhead); subtracted from the delay.
 MEASURE_S = L.DEAD_MAN_MEASURE_TIME.value
 #: How long output_on waits for the model's first reading.
-FIRST_READING_TIMEOUT_S = 1.0
+FIRST_READING_TIMEOUT_S = L.DEAD_MAN_FIRST_READING_TIMEOUT.value
 #: Shortest dead-man timeout: two windows of at least one reading each.
-MIN_TIMEOUT_S = 0.5
+MIN_TIMEOUT_S = L.DEAD_MAN_MIN_TIMEOUT.value
 #: Longest time between two readings of the model (a new setpoint waits for a fresh one).
-READING_PERIOD_MAX_S = 0.1
+READING_PERIOD_MAX_S = L.DEAD_MAN_READING_PERIOD_MAX.value
 
 
 @dataclass(frozen=True)

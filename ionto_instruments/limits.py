@@ -217,6 +217,15 @@ DEAD_MAN_SLACK = _limit("DEAD_MAN_SLACK", 10.0, "s",
 DEAD_MAN_MEASURE_TIME = _limit("DEAD_MAN_MEASURE_TIME", 0.025, "s",
                                "2450 dead-man: time one measure block takes (1 PLC at 50 Hz)",
                                "2450 Reference Manual (NPLC); docs/scpi.md, 2450 dead-man")
+DEAD_MAN_FIRST_READING_TIMEOUT = _limit("DEAD_MAN_FIRST_READING_TIMEOUT", 1.0, "s",
+                                        "2450 dead-man: output on waits this long for the "
+                                        "model's first reading", ENGINEERING)
+DEAD_MAN_MIN_TIMEOUT = _limit("DEAD_MAN_MIN_TIMEOUT", 0.5, "s",
+                              "2450 dead-man: shortest timeout (two windows of at least one "
+                              "reading each)", ENGINEERING)
+DEAD_MAN_READING_PERIOD_MAX = _limit("DEAD_MAN_READING_PERIOD_MAX", 0.1, "s",
+                                     "2450 dead-man: longest time between two readings of the "
+                                     "model (a new setpoint waits for a fresh one)", ENGINEERING)
 
 # -- the output guard and the 2450 interlock (ionto_instruments/output.py, keithley2450.py) -------
 

@@ -170,7 +170,12 @@ def test_selftest_guard_and_interlock_thresholds_read_the_table():
     assert keithley2450.INTERLOCK_OPEN_MAX_V == selftest.MAX_COMPLIANCE_V == interlock_open
     assert table["OFF_CONFIRM_ATTEMPTS"].value == output.OFF_CONFIRM_ATTEMPTS
     assert table["ESTOP_LOCK_TIMEOUT"].value == output.ESTOP_LOCK_TIMEOUT_S
-    for module in (selftest, output, keithley2450):  # no threshold written as a literal again
+    from ionto_instruments import deadman2450
+
+    assert table["DEAD_MAN_MIN_TIMEOUT"].value == deadman2450.MIN_TIMEOUT_S
+    assert table["DEAD_MAN_FIRST_READING_TIMEOUT"].value == deadman2450.FIRST_READING_TIMEOUT_S
+    assert table["DEAD_MAN_READING_PERIOD_MAX"].value == deadman2450.READING_PERIOD_MAX_S
+    for module in (selftest, output, keithley2450, deadman2450):  # no literal threshold again
         source = inspect.getsource(module)
         assert not re.findall(r"^[A-Z][A-Z0-9_]*(?:_S|_V|_A|_OHM|ATTEMPTS)\b.*= *[\d(]", source,
                               re.MULTILINE), module.__name__
