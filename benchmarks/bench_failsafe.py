@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from ionto_instruments.procedures.guard import heartbeat_timeout
+from ionto_instruments.simulator.polling import poll_until
 from ionto_instruments.simulator.server import SimServer
 
 INTERVAL_S = 0.2
@@ -40,16 +41,6 @@ def _run(srv: SimServer, out: Path, minutes: float = 0.5, extra: tuple[str, ...]
          f"{minutes:g}", "--ramp-up", "1", "--ramp-down", "2", "--interval", str(INTERVAL_S),
          "--output", str(out), "--json", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-
-
-def _wait(condition, timeout: float, step: float = 0.01):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(step)
-    return None
 
 
 def _holding(srv: SimServer) -> bool:
@@ -95,11 +86,11 @@ def kill_to_off(repeats: int = 5) -> list[float]:
     for _ in range(repeats):
         with SimServer("keithley2400", port=0) as srv, tempfile.TemporaryDirectory() as out:
             run = _run(srv, Path(out))
-            _wait(lambda srv=srv: _holding(srv), 60)
+            poll_until(lambda srv=srv: _holding(srv), 60, step=0.01)
             killed = time.monotonic()
             run.kill()
             run.wait()
-            off = _wait(lambda srv=srv, k=killed: _off_after(srv, k), 10)
+            off = poll_until(lambda srv=srv, k=killed: _off_after(srv, k), 10, step=0.01)
             times.append(off if off is not None else float("inf"))
     return times
 
@@ -127,10 +118,11 @@ def stop_to_off(repeats: int = 3) -> list[float]:
     for _ in range(repeats):
         with SimServer("keithley2400", port=0) as srv, tempfile.TemporaryDirectory() as out:
             run = _run(srv, Path(out))
-            _wait(lambda srv=srv: _holding(srv), 60)
+            poll_until(lambda srv=srv: _holding(srv), 60, step=0.01)
             stopped = time.monotonic()
             run.send_signal(signal.SIGSTOP)
-            off = _wait(lambda srv=srv, s=stopped: _off_after(srv, s), TIMEOUT_S + 10)
+            off = poll_until(lambda srv=srv, s=stopped: _off_after(srv, s), TIMEOUT_S + 10,
+                             step=0.01)
             run.send_signal(signal.SIGCONT)
             run.communicate(timeout=30)
             times.append(off if off is not None else float("inf"))
@@ -146,7 +138,7 @@ def guard_footprint(seconds: float = 30.0) -> dict[str, float]:
     bare.wait()
     with SimServer("keithley2400", port=0) as srv, tempfile.TemporaryDirectory() as out:
         run = _run(srv, Path(out), minutes=1.0)
-        _wait(lambda: _holding(srv), 60)
+        poll_until(lambda: _holding(srv), 60, step=0.01)
         guard = _guard_pid(run.pid)
         cpu0, run_cpu0, t0 = _cpu_s(guard), _cpu_s(run.pid), time.monotonic()
         time.sleep(seconds)

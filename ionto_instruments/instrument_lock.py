@@ -91,8 +91,30 @@ class InstrumentLock:
         os.pwrite(fd, json.dumps(info).encode(), 0)
         self._fd = fd
 
+    def keep_held(self, reason: str) -> None:
+        """Keep the lock for the rest of this process and say why to anyone refused it.
+
+        For a run whose final off was not confirmed: the instrument may still be sourcing, so
+        no later run of this process (the GUI stays alive) may take it. The kernel releases
+        the lock when the process ends; `release_kept` releases it after a confirmed off.
+        """
+        fd = self._fd
+        if fd is None:
+            return
+        try:
+            info = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        except (OSError, ValueError):
+            info = {}
+        info["kept"] = reason
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(info).encode(), 0)
+        _KEPT[self.resource] = self
+
     def release(self) -> None:
         """Release the lock (safe to call twice). The file stays; only the lock matters."""
+        if _KEPT.get(self.resource) is self:
+            del _KEPT[self.resource]
         fd, self._fd = self._fd, None
         if fd is None:
             return
@@ -108,12 +130,33 @@ class InstrumentLock:
         self.release()
 
 
+#: Locks kept after an unconfirmed off, by canonical resource (this process only).
+_KEPT: dict[str, InstrumentLock] = {}
+
+
+def kept_lock(resource: str) -> InstrumentLock | None:
+    """The lock this process keeps on `resource` after an unconfirmed off, if any."""
+    return _KEPT.get(canonical_resource(resource))
+
+
+def release_kept(resource: str, output_confirmed_off: bool) -> bool:
+    """Release a kept lock, only on the operator's acknowledgement of a confirmed off."""
+    lock = kept_lock(resource)
+    if lock is None or not output_confirmed_off:
+        return False
+    lock.release()
+    return True
+
+
 def _read_holder(fd: int) -> str:
     try:
         info = json.loads(os.pread(fd, 4096, 0) or b"{}")
-        return f"process {info['pid']} on {info['host']} since {info['since']}"
+        holder = f"process {info['pid']} on {info['host']} since {info['since']}"
     except (OSError, ValueError, KeyError, TypeError):
         return "another process"
+    if isinstance(info, dict) and info.get("kept"):
+        holder += f", kept because {info['kept']}"
+    return holder
 
 
 class _umask:

@@ -16,6 +16,7 @@ from pymeasure.instruments import Instrument
 from pymeasure.instruments.keithley import Keithley2450
 from pymeasure.instruments.validators import strict_discrete_set
 
+from . import limits as L
 from .models import PROT_LEVELS_2450, models_of
 from .source import InstrumentError, Reading, UnparsableReading, WrongInstrument
 from .sourcemeter import (
@@ -50,7 +51,7 @@ SOURSTAT_LIMIT = 32
 #: With the interlock not asserted the 2450 "limits the nominal output to ±37 V" (2450
 #: Reference Manual Rev. B p. 6-33; later manuals: less than ±42 V): a compliance above this
 #: cannot be delivered and is refused.
-INTERLOCK_OPEN_MAX_V = 37.0
+INTERLOCK_OPEN_MAX_V = L.INTERLOCK_OPEN_MAX.value
 
 COMMAND_SET_FIX = ("set the front panel MENU > System > Settings > Command Set to SCPI, "
                    "then switch the instrument off and on")

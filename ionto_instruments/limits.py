@@ -218,6 +218,49 @@ DEAD_MAN_MEASURE_TIME = _limit("DEAD_MAN_MEASURE_TIME", 0.025, "s",
                                "2450 dead-man: time one measure block takes (1 PLC at 50 Hz)",
                                "2450 Reference Manual (NPLC); docs/scpi.md, 2450 dead-man")
 
+# -- the output guard and the 2450 interlock (ionto_instruments/output.py, keithley2450.py) -------
+
+OFF_CONFIRM_ATTEMPTS = _limit("OFF_CONFIRM_ATTEMPTS", 3.0, "attempts",
+                              "run's output guard: read-back attempts of the off (each re-writes "
+                              "it, reopening the session), then CRITICAL; the guard process, the "
+                              "last resort, tries GUARD_TRIP_ATTEMPTS", ENGINEERING)
+ESTOP_LOCK_TIMEOUT = _limit("ESTOP_LOCK_TIMEOUT", 1.0, "s",
+                            "emergency stop: longest wait for the exchange in progress before "
+                            "writing the off without the I/O lock", ENGINEERING)
+INTERLOCK_OPEN_MAX = _limit("INTERLOCK_OPEN_MAX", 37.0, "V",
+                            "2450 family, interlock open: highest compliance accepted (the "
+                            "output is limited to about 37-42 V)",
+                            "2450 Reference Manual Rev. B p. 6-33 (interlock); docs/scpi.md")
+
+# -- `ionto selftest` on a known resistor (procedures/selftest.py) -------------------------------
+
+SELFTEST_CURRENT_LOW = _limit("SELFTEST_CURRENT_LOW", 0.1, "mA",
+                              "selftest: first Ohm's-law reading at", ENGINEERING)
+SELFTEST_CURRENT_MID = _limit("SELFTEST_CURRENT_MID", 1.0, "mA",
+                              "selftest: second Ohm's-law reading at", ENGINEERING)
+SELFTEST_CURRENT_HIGH = _limit("SELFTEST_CURRENT_HIGH", 2.0, "mA",
+                               "selftest: third Ohm's-law reading (and the compliance trip) at",
+                               ENGINEERING)
+_DATASHEETS = ("2400 and 2450 datasheets: 0.03-0.05 % + 60-600 nA on the 1-10 mA ranges; "
+               "a little wider here")
+SELFTEST_CURRENT_GAIN_TOLERANCE = _limit("SELFTEST_CURRENT_GAIN_TOLERANCE", 0.001, "%",
+                                         "selftest: measured current within this fraction of "
+                                         "the setting ...", _DATASHEETS)
+SELFTEST_CURRENT_OFFSET = _limit("SELFTEST_CURRENT_OFFSET", 1.0, "µA",
+                                 "selftest: ... plus this offset", _DATASHEETS)
+SELFTEST_VOLTAGE_TOLERANCE = _limit("SELFTEST_VOLTAGE_TOLERANCE", 0.001, "%",
+                                    "selftest: V/I allowance added to the resistor's tolerance",
+                                    ENGINEERING)
+SELFTEST_LOAD = Range("SELFTEST_LOAD", 1000.0, 10.0, 15e3, "Ω",
+                      "selftest: the resistor across the leads (2 mA must fit under the "
+                      "compliance)", ENGINEERING)
+SELFTEST_MIN_COMPLIANCE = _limit("SELFTEST_MIN_COMPLIANCE", 5.0, "V",
+                                 "selftest: compliance of the Ohm's-law readings at least",
+                                 ENGINEERING)
+SELFTEST_MAX_OFF_LATENCY = _limit("SELFTEST_MAX_OFF_LATENCY", 0.5, "s",
+                                  "selftest: longest time from the off-write to reading back off",
+                                  ENGINEERING)
+
 # -- input sanity of the driver (wider than the parameters: the driver is used on its own too) ---
 
 DRIVER_AREA = Range("DRIVER_AREA", 10.0, 0.01, 1000.0, "cm²",

@@ -24,6 +24,8 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from . import limits as L
+
 if TYPE_CHECKING:
     from .source import CurrentSource
 
@@ -31,9 +33,9 @@ log = logging.getLogger(__name__)
 log.addHandler(logging.NullHandler())
 
 #: Read-back attempts (each with a retried off-write, reopening the session if needed).
-OFF_CONFIRM_ATTEMPTS = 3
+OFF_CONFIRM_ATTEMPTS = int(L.OFF_CONFIRM_ATTEMPTS.value)
 #: Longest wait for the I/O lock in an emergency stop (an exchange in progress), seconds.
-ESTOP_LOCK_TIMEOUT_S = 1.0
+ESTOP_LOCK_TIMEOUT_S = L.ESTOP_LOCK_TIMEOUT.value
 UNCONFIRMED = ("OUTPUT OFF NOT CONFIRMED: switch the SourceMeter off by hand "
                "(front-panel OUTPUT key) and disconnect the patient leads")
 

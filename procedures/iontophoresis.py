@@ -910,8 +910,7 @@ class ConstantCurrentIontophoresis(Procedure):
                 self.source.close()
             except Exception as exc:
                 log.warning("Closing the instrument session failed: %s", exc)
-        if self._instrument_lock is not None:
-            self._instrument_lock.release()  # after the close: the output is off by now
+        self._release_instrument()
         status = {Outcome.COMPLETED: Procedure.FINISHED, Outcome.STOPPED: Procedure.FINISHED,
                   Outcome.ABORTED: Procedure.ABORTED}.get(state.outcome, Procedure.FAILED)
         # Report only what the Worker will not: after an exception it has already sent FAILED,
@@ -924,6 +923,19 @@ class ConstantCurrentIontophoresis(Procedure):
                 log.debug("No worker to notify of the final status")
         log.info("Run ended: %s%s. %s", state.outcome,
                  f" ({state.rule})" if state.rule else "", state.reason)
+
+    def _release_instrument(self) -> None:
+        """Give the instrument back after the close, only if its output is confirmed off."""
+        lock = self._instrument_lock
+        if lock is None:
+            return
+        if self.output.off_confirmed_or_never_on:
+            lock.release()
+        else:
+            lock.keep_held("its output was NOT confirmed off at the end of the last run: "
+                           "switch it off by hand (front-panel OUTPUT key) and restart the "
+                           "program")
+            log.critical("The instrument lock stays held: the output is not confirmed off")
 
     def _finish(self, outcome: Outcome, rule: str | None, reason: str) -> None:
         if self._state.outcome is not None:

@@ -6,7 +6,8 @@ Typing the resistance is the confirmation that a resistor (and no person) is acr
 leads. The checks, in order: identity and command set, interlock (2450 family), model
 limits and the OVP read-back, readings at 0.1 / 1 / 2 mA against Ohm's law, a compliance
 trip forced with a low compliance, the output-off latency (write -> read back off), and a
-clean error queue. Every path ends with the output off. Without --resource it runs on the
+clean error queue. Every path ends with the output off, through `OutputGuard` (written and
+read back; unconfirmed: CRITICAL, a failed row, exit 4). Without --resource it runs on the
 simulator with a simulated resistor of the stated value (what CI does).
 """
 
@@ -22,23 +23,28 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ionto_instruments import limits as L
 from ionto_instruments.clock import Clock, RealClock
 from ionto_instruments.instrument_lock import InstrumentLock
+from ionto_instruments.output import UNCONFIRMED, OutputGuard
 from ionto_instruments.source import CurrentSource, InstrumentError
 
-#: Test currents (A): the readings against Ohm's law.
-TEST_CURRENTS_A = (0.1e-3, 1e-3, 2e-3)
-#: Source accuracy allowance (fraction of the setting + offset in A): the 2400 and 2450
-#: datasheets give 0.03-0.05 % + 60-600 nA on the 1-10 mA ranges; this is a little wider.
-CURRENT_TOLERANCE = (0.001, 1e-6)
+#: Test currents (A): the readings against Ohm's law (limits table, in mA).
+TEST_CURRENTS_A = tuple(limit.value * 1e-3 for limit in (
+    L.SELFTEST_CURRENT_LOW, L.SELFTEST_CURRENT_MID, L.SELFTEST_CURRENT_HIGH))
+#: Source accuracy allowance: fraction of the setting + offset in A (limits table).
+CURRENT_TOLERANCE = (L.SELFTEST_CURRENT_GAIN_TOLERANCE.value,
+                     L.SELFTEST_CURRENT_OFFSET.value * 1e-6)
 #: Voltage measurement allowance added to the resistor's own tolerance (fraction).
-VOLTAGE_TOLERANCE = 0.001
+VOLTAGE_TOLERANCE = L.SELFTEST_VOLTAGE_TOLERANCE.value
 #: The resistor range the check accepts (ohm): 2 mA must fit under the compliance.
-MIN_LOAD_OHM, MAX_LOAD_OHM = 10.0, 15e3
+MIN_LOAD_OHM, MAX_LOAD_OHM = L.SELFTEST_LOAD.minimum, L.SELFTEST_LOAD.maximum
 #: Compliance for the Ohm's-law readings: 2 mA x R with headroom, at least this (V).
-MIN_COMPLIANCE_V = 5.0
+MIN_COMPLIANCE_V = L.SELFTEST_MIN_COMPLIANCE.value
 #: Longest acceptable time from the off-write to reading back "off" (s).
-MAX_OFF_LATENCY_S = 0.5
+MAX_OFF_LATENCY_S = L.SELFTEST_MAX_OFF_LATENCY.value
+#: Highest compliance used: what a 2450 accepts with its interlock open (the same entry).
+MAX_COMPLIANCE_V = L.INTERLOCK_OPEN_MAX.value
 
 
 @dataclass
@@ -62,11 +68,14 @@ class SelftestResult:
     simulated: bool = False
     checks: list[Check] = field(default_factory=list)
     duration_s: float = 0.0
+    #: The output read back as off at the end (the OutputGuard's confirmation).
+    output_off_confirmed: bool = False
 
     @property
     def passed(self) -> bool:
-        """True when every check passed."""
-        return bool(self.checks) and all(check.passed for check in self.checks)
+        """True when every check passed and the output was read back off at the end."""
+        return (bool(self.checks) and all(check.passed for check in self.checks)
+                and self.output_off_confirmed)
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON form: checks as a list of objects, plus the overall verdict."""
@@ -86,6 +95,7 @@ def run_selftest(source: CurrentSource, load_ohm: float, resistor_tolerance: flo
     result = SelftestResult(resource=source.resource_name, model=type(source).__name__,
                             load_ohm=load_ohm, simulated=bool(source.simulated))
     checks = result.checks
+    guard = OutputGuard(source, may_be_on=True)  # unknown at the start: confirm it off at the end
 
     def check(name: str, step: Callable[[], tuple[bool, str, float | None]]) -> bool:
         try:
@@ -100,7 +110,8 @@ def run_selftest(source: CurrentSource, load_ohm: float, resistor_tolerance: flo
         spec = getattr(source, "spec", None)
         checks.append(Check("identity and command set", True,
                             f"{result.idn} ({spec.name if spec else 'model unknown'})"))
-        compliance = min(max(MIN_COMPLIANCE_V, 3.0 * max(TEST_CURRENTS_A) * load_ohm), 37.0)
+        compliance = min(max(MIN_COMPLIANCE_V, 3.0 * max(TEST_CURRENTS_A) * load_ohm),
+                         MAX_COMPLIANCE_V)
         if spec is not None:
             compliance = min(compliance, spec.max_voltage_V * 0.9)
         check("interlock", lambda: _interlock(source))
@@ -108,16 +119,17 @@ def run_selftest(source: CurrentSource, load_ohm: float, resistor_tolerance: flo
             return result
         for amps in TEST_CURRENTS_A:
             check(f"Ohm's law at {amps * 1e3:g} mA",
-                  lambda amps=amps: _ohms_law(source, amps, load_ohm, resistor_tolerance))
-        source.emergency_off()
-        check("compliance trip (low compliance)", lambda: _compliance_trip(source, load_ohm))
-        check("output-off latency", lambda: _off_latency(source, clock))
+                  lambda amps=amps: _ohms_law(source, guard, amps, load_ohm,
+                                              resistor_tolerance))
+        guard.off_now()
+        check("compliance trip (low compliance)",
+              lambda: _compliance_trip(source, guard, load_ohm))
+        check("output-off latency", lambda: _off_latency(source, guard, clock))
         check("error queue clean", lambda: _errors(source))
     finally:
-        try:
-            source.emergency_off()
-        except InstrumentError as exc:
-            checks.append(Check("output off at the end", False, str(exc)))
+        result.output_off_confirmed = guard.off_now()  # written, read back, retried; CRITICAL
+        checks.append(Check("output off at the end (read back)", result.output_off_confirmed,
+                            "confirmed off" if result.output_off_confirmed else UNCONFIRMED))
         result.duration_s = clock.now() - started
     return result
 
@@ -128,7 +140,8 @@ def _interlock(source: CurrentSource) -> tuple[bool, str, float | None]:
         return True, "not applicable (2400 family: no output interlock query used)", None
     asserted = source.interlock_asserted  # type: ignore[attr-defined]
     text = ("asserted: all ranges available" if asserted else
-            "NOT asserted: output limited to about 37-42 V; compliance above 37 V is refused")
+            f"NOT asserted: output limited to about 37-42 V; compliance above "
+            f"{MAX_COMPLIANCE_V:g} V is refused")
     return True, text, float(asserted)
 
 
@@ -143,11 +156,11 @@ def _limits(source: CurrentSource, compliance: float) -> tuple[bool, str, float 
     return True, f"{limits}compliance {compliance:g} V read back, OVP {ovp_text} read back", ovp
 
 
-def _ohms_law(source: CurrentSource, amps: float, load_ohm: float,
+def _ohms_law(source: CurrentSource, guard: OutputGuard, amps: float, load_ohm: float,
               resistor_tolerance: float) -> tuple[bool, str, float | None]:
     source.set_current(amps)
-    if not source.output_enabled():
-        source.output_on()
+    if not guard.was_on or guard.confirmed_off:
+        _switch_on(guard)
     reading = source.read()
     current_ok = abs(reading.current - amps) <= amps * CURRENT_TOLERANCE[0] + CURRENT_TOLERANCE[1]
     measured = reading.impedance
@@ -161,28 +174,34 @@ def _ohms_law(source: CurrentSource, amps: float, load_ohm: float,
     return passed, detail, measured
 
 
-def _compliance_trip(source: CurrentSource, load_ohm: float) -> tuple[bool, str, float | None]:
+def _switch_on(guard: OutputGuard) -> None:
+    if not guard.on():
+        raise InstrumentError("output on refused: an emergency stop was requested")
+
+
+def _compliance_trip(source: CurrentSource, guard: OutputGuard,
+                     load_ohm: float) -> tuple[bool, str, float | None]:
     amps = max(TEST_CURRENTS_A)
     low = round(max(0.1, amps * load_ohm / 2.0), 3)
     source.configure_current_source(compliance_voltage=low)
     source.set_current(amps)
-    source.output_on()
+    _switch_on(guard)
     reading = source.read()
-    source.emergency_off()
-    passed = reading.compliance and abs(reading.voltage) <= low * 1.05
+    off = guard.off_now()
+    passed = off and reading.compliance and abs(reading.voltage) <= low * 1.05
     return (passed, f"compliance {low:g} V with {amps * 1e3:g} mA into {load_ohm:g} ohm: "
                     f"flag {'set' if reading.compliance else 'NOT set'}, V {reading.voltage:.3f}",
             reading.voltage)
 
 
-def _off_latency(source: CurrentSource, clock: Clock) -> tuple[bool, str, float | None]:
+def _off_latency(source: CurrentSource, guard: OutputGuard,
+                 clock: Clock) -> tuple[bool, str, float | None]:
     source.configure_current_source(compliance_voltage=MIN_COMPLIANCE_V)
-    source.set_current(0.1e-3)
-    source.output_on()
+    source.set_current(min(TEST_CURRENTS_A))
+    _switch_on(guard)
     wall = time.perf_counter()
     start = clock.now()
-    source.output_off()
-    off = not source.output_enabled()
+    off = guard.ramped_off()  # one OUTPUT OFF, then the read-back
     latency = max(clock.now() - start, 0.0) if clock.name != "virtual" else (
         time.perf_counter() - wall)
     passed = off and latency <= MAX_OFF_LATENCY_S
@@ -277,6 +296,8 @@ def cmd_selftest(args: argparse.Namespace) -> int:
     target = Path(args.json_file or time.strftime("selftest_%Y%m%d_%H%M%S.json"))
     target.write_text(json.dumps(result.as_dict(), indent=2) + "\n", encoding="utf-8")
     print(f"JSON: {target}", file=sys.stderr)
+    if not result.output_off_confirmed:
+        return EXIT_INSTRUMENT  # as a run whose off is unconfirmed: a fault, not a mere fail
     return EXIT_OK if result.passed else EXIT_SAFETY
 
 

@@ -23,6 +23,7 @@ from ionto_instruments.clock import RealClock
 from ionto_instruments.deadman2450 import dead_man_timeout
 from ionto_instruments.procedures.guard import heartbeat_timeout
 from ionto_instruments.procedures.runner import make_procedure, run_protocol
+from ionto_instruments.simulator.polling import poll_until
 from ionto_instruments.simulator.server import ControlClient, SimServer
 
 HOLD_MA = 2.0
@@ -39,13 +40,10 @@ def server():
 
 def wait_for(condition, timeout: float, step: float = 0.02):
     """Poll `condition` until it returns something truthy; fail after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"condition not met within {timeout} s")
+    value = poll_until(condition, timeout, step)
+    if not value:
+        raise AssertionError(f"condition not met within {timeout} s")
+    return value
 
 
 def holding(srv: SimServer) -> bool:

@@ -17,7 +17,9 @@ from ionto_instruments.instrument_lock import (
     InstrumentBusy,
     InstrumentLock,
     canonical_resource,
+    kept_lock,
     lock_visa_session,
+    release_kept,
 )
 from ionto_instruments.procedures import cli
 from ionto_instruments.procedures.runner import make_procedure, run_protocol
@@ -110,3 +112,40 @@ def test_visa_exclusive_lock_is_used_where_supported():
     assert lock_visa_session(_Source(constants.StatusCode.error_nonsupported_operation),
                              "GPIB0::24") is False
     assert lock_visa_session(object(), "GPIB0::24") is False
+
+
+def test_an_unconfirmed_off_keeps_the_instrument_locked_for_this_process(lock_dir, tmp_path):
+    """The GUI outlives a run: after an unconfirmed off, its next run is refused, saying why."""
+    procedure = make_procedure(subject_kind="phantom", treatment_time=1.0,
+                               scenario="io-timeout@0.25")
+    procedure._instrument_lock = InstrumentLock("GPIB0::24::INSTR")  # as a resource run takes
+    procedure._instrument_lock.acquire()
+    summary = run_protocol(procedure, output_dir=tmp_path / "first", clock=VirtualClock())
+    assert summary["output_was_on"] is True
+    assert summary["output_off_confirmed"] is False
+    try:
+        second = make_procedure(resource="GPIB0::24::INSTR", subject_kind="phantom",
+                                treatment_time=1.0)
+        refused = run_protocol(second, output_dir=tmp_path / "second", clock=VirtualClock())
+        assert (refused["outcome"], refused["rule"]) == ("fault", "instrument-fault")
+        assert "NOT confirmed off" in refused["reason"]
+        assert second.source is None and refused["output_was_on"] is False
+        assert not release_kept("gpib::24", output_confirmed_off=False)  # no acknowledgement
+        with pytest.raises(InstrumentBusy, match="NOT confirmed off"):
+            InstrumentLock("GPIB0::24::INSTR").acquire()
+        assert release_kept("gpib::24", output_confirmed_off=True)  # acknowledged off
+        with InstrumentLock("GPIB0::24::INSTR") as lock:
+            assert lock.held
+    finally:
+        procedure._instrument_lock.release()
+
+
+def test_a_confirmed_off_gives_the_instrument_back(lock_dir, tmp_path):
+    procedure = make_procedure(subject_kind="phantom", treatment_time=1.0)
+    procedure._instrument_lock = InstrumentLock("GPIB0::24::INSTR")
+    procedure._instrument_lock.acquire()
+    summary = run_protocol(procedure, output_dir=tmp_path, clock=VirtualClock())
+    assert summary["output_off_confirmed"] is True
+    assert kept_lock("GPIB0::24::INSTR") is None
+    with InstrumentLock("GPIB0::24::INSTR") as lock:
+        assert lock.held

@@ -152,3 +152,26 @@ def test_evidence_is_shipped_and_cited_only_from_the_repository():
     for folder in ("ionto_instruments", "procedures", "gui"):
         for path in (root / folder).rglob("*.py"):
             assert "facts.md" not in path.read_text(encoding="utf-8"), path
+
+
+def test_selftest_guard_and_interlock_thresholds_read_the_table():
+    from ionto_instruments import keithley2450, output
+    from ionto_instruments.procedures import selftest
+
+    table = {name: entry for name, entry in L.BY_NAME.items()}
+    currents = tuple(table[f"SELFTEST_CURRENT_{n}"].value * 1e-3 for n in ("LOW", "MID", "HIGH"))
+    load = table["SELFTEST_LOAD"]
+    assert pytest.approx(currents) == selftest.TEST_CURRENTS_A
+    assert (load.minimum, load.maximum) == (selftest.MIN_LOAD_OHM, selftest.MAX_LOAD_OHM)
+    assert table["SELFTEST_MAX_OFF_LATENCY"].value == selftest.MAX_OFF_LATENCY_S
+    assert table["SELFTEST_MIN_COMPLIANCE"].value == selftest.MIN_COMPLIANCE_V
+    # One entry for the 2450's open-interlock ceiling: the driver and the selftest read it.
+    interlock_open = table["INTERLOCK_OPEN_MAX"].value
+    assert keithley2450.INTERLOCK_OPEN_MAX_V == selftest.MAX_COMPLIANCE_V == interlock_open
+    assert table["OFF_CONFIRM_ATTEMPTS"].value == output.OFF_CONFIRM_ATTEMPTS
+    assert table["ESTOP_LOCK_TIMEOUT"].value == output.ESTOP_LOCK_TIMEOUT_S
+    for module in (selftest, output, keithley2450):  # no threshold written as a literal again
+        source = inspect.getsource(module)
+        assert not re.findall(r"^[A-Z][A-Z0-9_]*(?:_S|_V|_A|_OHM|ATTEMPTS)\b.*= *[\d(]", source,
+                              re.MULTILINE), module.__name__
+    assert "37.0" not in inspect.getsource(selftest)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
@@ -25,7 +26,8 @@ def test_selftest_passes_on_the_stated_resistor(model, tmp_path, capsys):
     assert names == ["identity and command set", "interlock", "model limits and OVP read-back",
                      "Ohm's law at 0.1 mA", "Ohm's law at 1 mA", "Ohm's law at 2 mA",
                      "compliance trip (low compliance)", "output-off latency",
-                     "error queue clean"]
+                     "error queue clean", "output off at the end (read back)"]
+    assert report["output_off_confirmed"] is True
     assert "PASS  compliance trip" in out and out.rstrip().splitlines()[-1].startswith("PASSED")
 
 
@@ -59,3 +61,50 @@ def test_selftest_on_a_2401_reads_its_limits(tmp_path):
     result = run_selftest(source, 1000.0, 0.01, clock)
     limits = next(c for c in result.checks if c.name == "model limits and OVP read-back")
     assert "Keithley 2401: max 21 V" in limits.detail and result.passed
+
+
+def _stuck_on(source):
+    """An output relay that stays on: every read-back says "on" (what the guard must catch)."""
+    source.output_enabled = lambda: True
+    return source
+
+
+def test_selftest_reports_an_unconfirmed_off_in_table_json_exit_code_and_log(
+        tmp_path, capsys, caplog, monkeypatch):
+    import ionto_instruments.connect as connect
+
+    real_open = connect.open_source
+    monkeypatch.setattr(connect, "open_source", lambda *a, **k: _stuck_on(real_open(*a, **k)))
+    target = tmp_path / "selftest.json"
+    with caplog.at_level(logging.CRITICAL):
+        code = main(["selftest", "--sim", "--dummy-load-ohm", "1000", "--json-file", str(target)])
+    assert code == 4  # EXIT_INSTRUMENT, as a run whose off is unconfirmed
+    out = capsys.readouterr().out
+    assert "FAIL  output off at the end (read back)  OUTPUT OFF NOT CONFIRMED" in out
+    report = json.loads(target.read_text())
+    assert report["output_off_confirmed"] is False and report["passed"] is False
+    assert any(r.levelno == logging.CRITICAL and "OUTPUT OFF NOT CONFIRMED" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_selftest_writes_and_reads_back_the_off_even_when_a_check_raises(monkeypatch):
+    clock = VirtualClock()
+    source = open_source(model="keithley2400", clock=clock, load_ohm=1000.0)
+    reads: list[bool] = []
+    real_enabled = source.output_enabled
+
+    def read_back() -> bool:
+        reads.append(real_enabled())
+        return reads[-1]
+
+    def broken(*args, **kwargs):
+        assert source.simulator.model.output_enabled  # the output is on when the bug strikes
+        reads.clear()
+        raise RuntimeError("a bug in a check")
+
+    monkeypatch.setattr(source, "output_enabled", read_back)
+    monkeypatch.setattr(source, "read", broken)  # the first Ohm's-law reading
+    with pytest.raises(RuntimeError):
+        run_selftest(source, 1000.0, 0.01, clock)
+    assert not source.simulator.model.output_enabled
+    assert reads and reads[-1] is False, "the final off is read back after the failure"
