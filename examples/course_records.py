@@ -2,8 +2,10 @@
 (the second too soon, so refused, then allowed with a reason), the before/after forms, the
 audit check and a research export.
 
-The record is a SQLite file in a temporary directory here; give a PostgreSQL URL in IONTO_DB
-to use a clinic's server instead. Runs use the virtual clock (seconds, simulator only).
+To show the course rules, this example records its simulator runs as if they were treatments
+(a station marks a simulator run with `open_session(..., simulated=True)`: it never counts), so
+its record is always a throwaway SQLite file in a temporary directory, never IONTO_DB's: a
+clinic's record must not receive demonstration sessions. Runs use the virtual clock.
 
     python examples/course_records.py
 """
@@ -47,7 +49,7 @@ def treat(store: Store, course_id: int, output: Path, reason: str | None = None)
 def main() -> int:
     """Run the example; exit 0 when the record verifies."""
     output = Path(os.environ.get("IONTO_OUTPUT") or tempfile.mkdtemp(prefix="ionto-course-"))
-    url = os.environ.get("IONTO_DB") or f"sqlite:///{output / 'records.sqlite3'}"
+    url = f"sqlite:///{output / 'records.sqlite3'}"  # never IONTO_DB: these runs are demos
     with Store(url) as store:
         store.add_subject("S101", "dr-b", note="CRPS right hand")
         course = store.start_course("S101", "bupivacaine", "dr-b", trial_count=6)
