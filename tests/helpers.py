@@ -93,3 +93,14 @@ class FakeSource(CurrentSource):
 
     def close(self) -> None:
         self.log.append("close")
+
+
+def wait_for_phase(run: Any, phase: str, timeout_s: float = 60.0) -> None:
+    """Wait (real time) until `run.live.phase == phase`; fail, never hang, if it ends first."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while run.live.phase != phase:
+        assert run.running, f"the run ended before reaching {phase!r}"
+        assert time.monotonic() < deadline, f"no {phase!r} phase within {timeout_s} s"
+        time.sleep(0.001)

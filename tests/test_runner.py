@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import wait_for_phase
 
 from ionto_instruments.clock import ScaledClock, VirtualClock
 from ionto_instruments.procedures.results import load_summary, new_results_file
@@ -97,8 +98,7 @@ def test_context_manager_switches_the_output_off_on_an_exception(tmp_path):
     procedure = make_procedure(treatment_time=30.0)
     with pytest.raises(Boom), start_protocol(procedure, output_dir=tmp_path,
                                              clock=ScaledClock(600)) as run:
-        while run.live.phase != "hold":
-            time.sleep(0.01)
+        wait_for_phase(run, "hold")
         assert procedure.simulator.model.output_enabled is True
         raise Boom("script failed")
     assert not run.running

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
+from helpers import wait_for_phase
 
-from ionto_instruments.clock import VirtualClock
+from ionto_instruments.clock import ScaledClock
 from ionto_instruments.connect import open_source
 from ionto_instruments.source import InstrumentFault
 from procedures import cli
@@ -25,15 +24,17 @@ def _unreadable_output_state(smu) -> None:
 
 @pytest.mark.parametrize("ending", ["completed", "operator stop"])
 def test_an_end_whose_off_is_not_read_back_is_a_fault(tmp_path, ending):
-    clock = VirtualClock()
+    # A scaled clock holds for seconds of real time, so the stop lands in the hold however busy
+    # the machine; a virtual-clock run can finish before the test sees it.
+    clock = ScaledClock(600)
     smu = open_source(model="keithley2400", clock=clock)
     _unreadable_output_state(smu)
-    procedure = make_procedure(treatment_time=1.0, ramp_up=5, ramp_down=5)
+    treatment_min = 30.0 if ending == "operator stop" else 1.0
+    procedure = make_procedure(treatment_time=treatment_min, ramp_up=5, ramp_down=5)
     procedure.source = smu
     with start_protocol(procedure, output_dir=tmp_path, clock=clock) as run:
         if ending == "operator stop":
-            while procedure.live.phase != "hold":
-                threading.Event().wait(0.001)
+            wait_for_phase(run, "hold")
             run.stop()
         run.wait()
     summary = run.summary
