@@ -117,6 +117,13 @@ def _kohm(value: float) -> str:
     return f"{_num(value)} kΩ"
 
 
+def _mA(value: float) -> str:
+    """Format a current in mA for a sentence; below a microampere it is "under 0.001 mA"."""
+    if math.isfinite(value) and 0 < abs(value) < 1e-3:
+        return "under 0.001 mA"
+    return f"{_num(value)} mA"
+
+
 def _pct(fraction: float) -> str:
     """Format a fraction as a percentage for a sentence ("95 %")."""
     return f"{_num(fraction * 100)} %"
@@ -554,7 +561,7 @@ class ImpedanceHighRule(Rule):
         floor = self.collapse_fraction * setpoint
         if current < floor:
             return self.trip(sample, (
-                f"Contact lost: current collapsed to {_num(current)} mA against a setpoint of "
+                f"Contact lost: current collapsed to {_mA(current)} against a setpoint of "
                 f"{_num(setpoint)} mA (limit {_pct(self.collapse_fraction)} of the setpoint, "
                 f"{_num(floor)} mA). {self._advice}"))
         if abs(sample.current_mA) >= self.min_setpoint_mA and self.noise.judgeable(sample):

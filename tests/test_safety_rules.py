@@ -480,3 +480,10 @@ def test_impedance_high_says_megohms_not_a_seven_digit_number_of_kilohms() -> No
     verdict = rule.check(sample(setpoint=2.0, current=1.0, voltage=2030.0), History(4))
     assert_says(verdict, "impedance-high", "Contact lost", "2.03 MΩ", "limit 100 kΩ")
     assert not re.search(r"\d{5,}", verdict.message), verdict.message
+
+
+def test_a_collapsed_current_reads_under_a_microampere_not_an_exponent() -> None:
+    rule = ImpedanceHighRule(collapse_fraction=0.10)
+    verdict = rule.check(sample(setpoint=2.0, current=7.093e-06, voltage=40.0), History(4))
+    assert_says(verdict, "impedance-high", "collapsed to under 0.001 mA")
+    assert "e-0" not in verdict.message, verdict.message
