@@ -15,6 +15,8 @@ from ionto_instruments.simulator import MODELS, SCENARIOS
 from ionto_instruments.simulator.server import DEFAULT_PORT, SimServer
 
 from . import guard as guard_process
+from .cli_shared import EXIT_INVALID
+from .cli_shared import Formatter as _Formatter
 
 SERVE_EPILOG = """\
 examples:
@@ -26,10 +28,6 @@ The control port speaks JSON lines: {"cmd": "state"}, {"cmd": "fault", "scenario
 {"cmd": "load", "ohm": R}, {"cmd": "drop"}, {"cmd": "shutdown"} (see README, "The simulator
 as a LAN instrument"). Ctrl-C or SIGTERM stops the server.
 """
-
-
-_Formatter = argparse.RawDescriptionHelpFormatter
-EXIT_INVALID = 2
 
 
 def _positive_float(text: str) -> float:
