@@ -71,6 +71,19 @@ RUN_PALETTE = ("#ffd43b", "#4dabf7", "#ff922b", "#69db7c", "#f783ac", "#a9e34b",
                "#66d9e8")
 
 
+class MarkLine(pg.InfiniteLine):
+    """A limit or event line that survives removal from its plot.
+
+    pyqtgraph's InfiniteLine raises in boundingRect() once its ViewBox is gone, and a scene
+    still indexing the removed item then calls it inside Qt's C++ code (seen as a crash).
+    """
+
+    def boundingRect(self) -> QtCore.QRectF:  # noqa: N802 (Qt API)
+        if self.getViewBox() is None:
+            return QtCore.QRectF()
+        return super().boundingRect()
+
+
 def chartable_impedance(impedance_kohm: np.ndarray,
                         current_mA: np.ndarray | None) -> np.ndarray:
     """Impedance to chart: none at near-zero current, an open circuit capped at CHART_MAX_KOHM."""
@@ -198,7 +211,7 @@ class RunCurves:
                     right: bool = True) -> None:
         # the scale reaches just beyond the limit, so the line and its label are in view
         self._scale_marks.append((plot, 1.3 * y))
-        line = pg.InfiniteLine(pos=y, angle=0, movable=False,
+        line = MarkLine(pos=y, angle=0, movable=False,
                                pen=pg.mkPen(color, width=1.5,
                                             style=QtCore.Qt.PenStyle.DashLine),
                                label=label,
@@ -299,7 +312,7 @@ class RunCurves:
             height = EVENT_LABEL_HEIGHT.get(event.kind, 0.9)
             self._event_lines += 1
             for k, plot in enumerate(self.wdg.plots):
-                line = pg.InfiniteLine(pos=x, angle=90, movable=False,
+                line = MarkLine(pos=x, angle=90, movable=False,
                                        pen=pg.mkPen(color, width=2),
                                        label=text if k == 0 else None,
                                        labelOpts={"position": height, "color": color})

@@ -197,6 +197,7 @@ class SafetyLight(QtWidgets.QFrame):
         self.setObjectName("safetyLight")
         self._state = "idle"
         self._full_sentence = ""
+        self._full_caption = ""
         self.lamp = _Lamp(self)
         self.caption = QtWidgets.QLabel(self)
         self.caption.setObjectName("safetyState")
@@ -232,13 +233,22 @@ class SafetyLight(QtWidgets.QFrame):
         self._state = state
         color = theme.SAFETY_COLORS[state]
         self.lamp.set_color(color)
-        self.caption.setText(caption or self.CAPTIONS[state])
+        self._full_caption = caption or self.CAPTIONS[state]
+        self.caption.setToolTip(self._full_caption)
+        self._fit_caption()
         self.caption.setStyleSheet(f"color: {color};")
         sentence = display_text(sentence)
         if sentence != self._full_sentence:
             self._full_sentence = sentence
             self.sentence.setToolTip(sentence)
             self._fit_sentence()
+
+    def _fit_caption(self) -> None:
+        """A caption wider than the light ends in an ellipsis, never silently cut off."""
+        metrics = QtGui.QFontMetrics(self.caption.font())
+        self.caption.setText(metrics.elidedText(self._full_caption,
+                                                QtCore.Qt.TextElideMode.ElideRight,
+                                                max(self.caption.width(), 60)))
 
     def _fit_sentence(self) -> None:
         """Show as much of the sentence as fits the fixed lines, ending in an ellipsis."""
@@ -261,6 +271,7 @@ class SafetyLight(QtWidgets.QFrame):
 
     def resizeEvent(self, event: QtGui.QResizeEvent) -> None:  # noqa: N802 (Qt API)
         super().resizeEvent(event)
+        self._fit_caption()
         self._fit_sentence()
 
     def state(self) -> str:

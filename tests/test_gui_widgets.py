@@ -222,3 +222,33 @@ def test_drug_and_summary_texts():
                              "duration_s": 90.0, "output_off_confirmed": False})
     assert "TRIPPED" in text and "NOT CONFIRMED" in text
     assert "No summary" in describe_summary(None)
+
+
+def test_a_caption_too_wide_for_the_safety_light_ends_in_an_ellipsis(qtbot) -> None:
+    """A cut caption must look cut ("…", full text in the tooltip), never like a whole word."""
+    light = SafetyLight()
+    qtbot.addWidget(light)
+    light.resize(260, 70)
+    light.show()
+    qtbot.waitExposed(light)
+    light.set_state("tripped", "Contact lost", caption="SAFETY TRIP (impedance-high)")
+    shown = light.caption.text()
+    assert shown.endswith("\u2026") and shown != "SAFETY TRIP (impedance-high)"
+    assert light.caption.toolTip() == "SAFETY TRIP (impedance-high)"
+    light.resize(900, 70)
+    qtbot.waitUntil(lambda: light.caption.text() == "SAFETY TRIP (impedance-high)")
+
+
+def test_a_mark_line_taken_off_its_plot_has_an_empty_bounding_rect(qtbot) -> None:
+    """pyqtgraph's own InfiniteLine raises here, inside Qt's scene indexing (a crash)."""
+    import pyqtgraph as pg
+
+    from ionto_instruments.gui.charts import MarkLine
+
+    widget = pg.PlotWidget()
+    qtbot.addWidget(widget)
+    line = MarkLine(pos=1.0, angle=90)
+    widget.getPlotItem().addItem(line)
+    assert not line.boundingRect().isNull()
+    widget.getPlotItem().removeItem(line)
+    assert line.boundingRect().isNull()
